@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Helpers shared by every file of the library. Nothing here is exported.
+ */
+#ifndef UFFDWP_INTERNAL_H
+#define UFFDWP_INTERNAL_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <unistd.h>
+
+#include <uffdwp/uffdwp.h>
+
+/* The only way a symbol leaves the library (with libuffdwp.sym). */
+#define UFFDWP_EXPORT __attribute__((visibility("default")))
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+static inline size_t page_size(void)
+{
+	static size_t ps;
+
+	if (unlikely(!ps))
+		ps = (size_t)sysconf(_SC_PAGESIZE);
+	return ps;
+}
+
+/* Negative errno of the last failed call, never 0 (a stray 0 means EIO). */
+static inline int neg_errno(void)
+{
+	return errno > 0 ? -errno : -EIO;
+}
+
+/*
+ * Caller structures start with `size_t sz` (see the header's conventions).
+ * sz_check(): -EINVAL if @dst is NULL or its sz cannot even hold sz, -E2BIG
+ * if it is longer than the @known size with a non-zero tail, else 0.
+ * sz_copy_out(): after a successful check, copy min(sz, @known) bytes of
+ * @src past sz, keeping the caller's sz.
+ */
+int sz_check(const void *dst, size_t known);
+void sz_copy_out(void *dst, const void *src, size_t known);
+
+#endif /* UFFDWP_INTERNAL_H */

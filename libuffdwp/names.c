@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Names of the library's enumerations, and its version.
+ */
+#include <string.h>
+
+#include "internal.h"
+
+static const char *const backend_names[] = {
+	[UFFDWP_BACKEND_AUTO] = "auto",
+	[UFFDWP_BACKEND_UFFD_ASYNC] = "uffd_async",
+	[UFFDWP_BACKEND_UFFD_SYNC] = "uffd_sync",
+	[UFFDWP_BACKEND_SOFT_DIRTY] = "soft_dirty",
+	[UFFDWP_BACKEND_MPROTECT] = "mprotect",
+};
+
+UFFDWP_EXPORT const char *uffdwp_backend_name(int backend)
+{
+	if (backend < 0 || (size_t)backend >= ARRAY_SIZE(backend_names))
+		return NULL;
+	return backend_names[backend];
+}
+
+/* Equal, counting '-' and '_' as the same character. */
+static bool name_eq(const char *a, const char *b)
+{
+	for (; *a && *b; a++, b++) {
+		char x = *a == '-' ? '_' : *a, y = *b == '-' ? '_' : *b;
+
+		if (x != y)
+			return false;
+	}
+	return *a == *b;
+}
+
+UFFDWP_EXPORT int uffdwp_backend_from_name(const char *name)
+{
+	static const struct {
+		const char *name;
+		int backend;
+	} aliases[] = {
+		{ "async", UFFDWP_BACKEND_UFFD_ASYNC },
+		{ "sync", UFFDWP_BACKEND_UFFD_SYNC },
+	};
+	size_t i;
+
+	if (!name)
+		return -EINVAL;
+	for (i = 0; i < ARRAY_SIZE(backend_names); i++)
+		if (name_eq(name, backend_names[i]))
+			return (int)i;
+	for (i = 0; i < ARRAY_SIZE(aliases); i++)
+		if (name_eq(name, aliases[i].name))
+			return aliases[i].backend;
+	return -EINVAL;
+}
+
+UFFDWP_EXPORT const char *uffdwp_uffd_mode_name(int mode)
+{
+	static const char *const names[] = {
+		[UFFDWP_UFFD_NONE] = "none",
+		[UFFDWP_UFFD_DEV] = "dev_userfaultfd",
+		[UFFDWP_UFFD_SYSCALL] = "syscall",
+		[UFFDWP_UFFD_USER_MODE_ONLY] = "user_mode_only",
+	};
+
+	if (mode < 0 || (size_t)mode >= ARRAY_SIZE(names))
+		return NULL;
+	return names[mode];
+}
+
+UFFDWP_EXPORT const char *uffdwp_defect_status_name(int status)
+{
+	static const char *const names[] = {
+		[UFFDWP_DEFECT_UNKNOWN] = "unknown",
+		[UFFDWP_DEFECT_ABSENT] = "absent",
+		[UFFDWP_DEFECT_PRESENT] = "present",
+		[UFFDWP_DEFECT_NOT_APPLICABLE] = "not-applicable",
+	};
+
+	if (status < 0 || (size_t)status >= ARRAY_SIZE(names))
+		return NULL;
+	return names[status];
+}
+
+UFFDWP_EXPORT const char *uffdwp_version(void)
+{
+	return UFFDWP_VERSION_STRING;
+}
