@@ -1,0 +1,499 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * uffdwp-check: what this kernel and process can do for dirty tracking, which
+ * backend AUTO would choose and why, and the known kernel defects. A thin
+ * front-end over the public probe API, so it says exactly what a program
+ * linked against the library would be told.
+ *
+ *   uffdwp-check                  readable report
+ *   uffdwp-check --json           the same, as JSON with stable keys
+ *   uffdwp-check --feature NAME   exit 0 if present, 1 if absent
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <uffdwp/uffdwp.h>
+
+#define EXIT_USAGE 2
+#define EXIT_PROBE_FAILED 3
+
+/* UFFDIO_API feature bits by number (kernel ABI, include/uapi). */
+static const char *const uffd_feature_names[] = {
+	"pagefault_flag_wp",
+	"event_fork",
+	"event_remap",
+	"event_remove",
+	"missing_hugetlbfs",
+	"missing_shmem",
+	"event_unmap",
+	"sigbus",
+	"thread_id",
+	"minor_hugetlbfs",
+	"minor_shmem",
+	"exact_address",
+	"wp_hugetlbfs_shmem",
+	"wp_unpopulated",
+	"poison",
+	"wp_async",
+	"move",
+};
+
+#define FEATURE_BIT(name) (1ULL << feature_bit(name))
+
+static int feature_bit(const char *name)
+{
+	size_t i;
+
+	for (i = 0;
+	     i < sizeof(uffd_feature_names) / sizeof(*uffd_feature_names); i++)
+		if (!strcmp(uffd_feature_names[i], name))
+			return (int)i;
+	abort();
+}
+
+struct feature {
+	const char *name;
+	const char *help;
+	int (*present)(const struct uffdwp_caps *c);
+};
+
+static int f_uffd(const struct uffdwp_caps *c)
+{
+	return c->uffd_mode != UFFDWP_UFFD_NONE;
+}
+
+static int f_dev(const struct uffdwp_caps *c)
+{
+	return c->uffd_dev_err == 0;
+}
+
+static int f_syscall(const struct uffdwp_caps *c)
+{
+	return c->uffd_syscall_err == 0;
+}
+
+static int f_umo(const struct uffdwp_caps *c)
+{
+	return c->uffd_user_mode_only_err == 0;
+}
+
+static int f_uffd_wp(const struct uffdwp_caps *c)
+{
+	return c->uffd_wp;
+}
+
+static int f_wp_async(const struct uffdwp_caps *c)
+{
+	return !!(c->uffd_features & FEATURE_BIT("wp_async"));
+}
+
+static int f_wp_unpopulated(const struct uffdwp_caps *c)
+{
+	return !!(c->uffd_features & FEATURE_BIT("wp_unpopulated"));
+}
+
+static int f_event_fork(const struct uffdwp_caps *c)
+{
+	return c->event_fork;
+}
+
+static int f_scan(const struct uffdwp_caps *c)
+{
+	return c->pagemap_scan;
+}
+
+static int f_scan_sd(const struct uffdwp_caps *c)
+{
+	return c->pagemap_scan_soft_dirty;
+}
+
+static int f_soft_dirty(const struct uffdwp_caps *c)
+{
+	return c->soft_dirty;
+}
+
+static int f_thp(const struct uffdwp_caps *c)
+{
+	return c->thp == UFFDWP_THP_ALWAYS || c->thp == UFFDWP_THP_MADVISE;
+}
+
+static int f_async(const struct uffdwp_caps *c)
+{
+	return c->backend[UFFDWP_BACKEND_UFFD_ASYNC].usable;
+}
+
+static int f_sync(const struct uffdwp_caps *c)
+{
+	return c->backend[UFFDWP_BACKEND_UFFD_SYNC].usable;
+}
+
+static int f_mprotect(const struct uffdwp_caps *c)
+{
+	return c->backend[UFFDWP_BACKEND_MPROTECT].usable;
+}
+
+static const struct feature features[] = {
+	{ "userfaultfd", "a userfaultfd can be opened, in any mode", f_uffd },
+	{ "dev_userfaultfd", "/dev/userfaultfd opens (6.1+, file permissions)",
+	  f_dev },
+	{ "syscall",
+	  "userfaultfd(2) without flags works (CAP_SYS_PTRACE or the sysctl)",
+	  f_syscall },
+	{ "user_mode_only", "userfaultfd(UFFD_USER_MODE_ONLY) works (5.11+)",
+	  f_umo },
+	{ "uffd_wp", "a synchronous write-protect fault round trip works",
+	  f_uffd_wp },
+	{ "wp_async", "UFFDIO_API reports UFFD_FEATURE_WP_ASYNC (6.7+)",
+	  f_wp_async },
+	{ "wp_unpopulated",
+	  "UFFDIO_API reports UFFD_FEATURE_WP_UNPOPULATED (6.4+)",
+	  f_wp_unpopulated },
+	{ "event_fork", "UFFD_FEATURE_EVENT_FORK is permitted (CAP_SYS_PTRACE)",
+	  f_event_fork },
+	{ "pagemap_scan", "PAGEMAP_SCAN accepts the backends' masks (6.7+)",
+	  f_scan },
+	{ "pagemap_scan_soft_dirty",
+	  "PAGEMAP_SCAN knows PAGE_IS_SOFT_DIRTY (6.8+)", f_scan_sd },
+	{ "soft_dirty",
+	  "the soft-dirty bit round trip works (CONFIG_MEM_SOFT_DIRTY)",
+	  f_soft_dirty },
+	{ "thp", "transparent huge pages are enabled (always or madvise)",
+	  f_thp },
+	{ "uffd_async", "the uffd_async backend is usable", f_async },
+	{ "uffd_sync", "the uffd_sync backend is usable", f_sync },
+	{ "mprotect", "the mprotect backend is usable", f_mprotect },
+};
+
+#define N_FEATURES (sizeof(features) / sizeof(*features))
+
+static const struct feature *find_feature(const char *name)
+{
+	char norm[64];
+	size_t i;
+
+	if (strlen(name) >= sizeof(norm))
+		return NULL;
+	for (i = 0; name[i]; i++)
+		norm[i] = name[i] == '-' ? '_' : name[i];
+	norm[i] = 0;
+	for (i = 0; i < N_FEATURES; i++)
+		if (!strcmp(features[i].name, norm))
+			return &features[i];
+	return NULL;
+}
+
+static void usage(FILE *f)
+{
+	size_t i;
+
+	fprintf(f,
+		"Usage: uffdwp-check [--json] [--feature NAME]\n"
+		"\n"
+		"Reports what this kernel and process offer for dirty-page tracking,\n"
+		"which backend AUTO chooses and why, and the known kernel defects.\n"
+		"\n"
+		"  -j, --json           print JSON with stable keys\n"
+		"  -f, --feature NAME   exit 0 if NAME is present, 1 if absent\n"
+		"  -V, --version        print the library version\n"
+		"  -h, --help           print this help\n"
+		"\n"
+		"Features:\n");
+	for (i = 0; i < N_FEATURES; i++)
+		fprintf(f, "  %-24s %s\n", features[i].name, features[i].help);
+	fprintf(f,
+		"\nExit status: 0 ok or present, 1 absent, 2 usage error, 3 probe failed.\n");
+}
+
+static const char *thp_name(int thp)
+{
+	switch (thp) {
+	case UFFDWP_THP_ALWAYS:
+		return "always";
+	case UFFDWP_THP_MADVISE:
+		return "madvise";
+	case UFFDWP_THP_NEVER:
+		return "never";
+	default:
+		return "unknown";
+	}
+}
+
+static const char *err_text(int err)
+{
+	return err ? strerror(-err) : "ok";
+}
+
+static void json_str(const char *s)
+{
+	if (!s) {
+		fputs("null", stdout);
+		return;
+	}
+	putchar('"');
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if (ch == '"' || ch == '\\')
+			printf("\\%c", ch);
+		else if (ch < 0x20)
+			printf("\\u%04x", ch);
+		else
+			putchar(ch);
+	}
+	putchar('"');
+}
+
+static const char *jbool(int v)
+{
+	return v ? "true" : "false";
+}
+
+static void json_err(const char *key, int err, bool last)
+{
+	printf("      \"%s\": { \"ok\": %s, \"error\": ", key, jbool(!err));
+	json_str(err ? strerror(-err) : NULL);
+	printf(" }%s\n", last ? "" : ",");
+}
+
+static const int backends[] = {
+	UFFDWP_BACKEND_UFFD_ASYNC,
+	UFFDWP_BACKEND_UFFD_SYNC,
+	UFFDWP_BACKEND_SOFT_DIRTY,
+	UFFDWP_BACKEND_MPROTECT,
+};
+
+#define N_BACKENDS (sizeof(backends) / sizeof(*backends))
+
+/* UFFDWP_BACKEND, as a context would honour it. */
+static const char *forced_name(int *backend)
+{
+	const char *env = getenv("UFFDWP_BACKEND");
+
+	*backend = env && *env ? uffdwp_backend_from_name(env) : -ENOENT;
+	return env && *env ? env : NULL;
+}
+
+static void print_json(const struct uffdwp_caps *c)
+{
+	struct uffdwp_defect d = { .sz = sizeof(d) };
+	const char *forced;
+	size_t i;
+	int fb;
+
+	printf("{\n  \"library\": ");
+	json_str(uffdwp_version());
+	printf(",\n  \"kernel\": ");
+	json_str(c->kernel_release);
+	printf(",\n  \"machine\": ");
+	json_str(c->machine);
+	printf(",\n  \"uffd\": {\n    \"open_mode\": ");
+	json_str(uffdwp_uffd_mode_name(c->uffd_mode));
+	printf(",\n    \"features\": \"0x%llx\",\n    \"feature_names\": [",
+	       (unsigned long long)c->uffd_features);
+	for (i = 0;
+	     i < sizeof(uffd_feature_names) / sizeof(*uffd_feature_names); i++)
+		if (c->uffd_features & (1ULL << i))
+			printf("%s\"%s\"",
+			       (c->uffd_features & ((1ULL << i) - 1)) ? ", " :
+									"",
+			       uffd_feature_names[i]);
+	printf("],\n    \"modes\": {\n");
+	json_err("dev_userfaultfd", c->uffd_dev_err, false);
+	json_err("syscall", c->uffd_syscall_err, false);
+	json_err("user_mode_only", c->uffd_user_mode_only_err, true);
+	printf("    },\n    \"limits\": ");
+	json_str(c->uffd_mode_limits);
+	printf(",\n    \"blocked\": ");
+	json_str(c->uffd_blocked);
+	printf(",\n    \"uffd_wp\": %s,\n    \"event_fork\": %s\n  },\n",
+	       jbool(c->uffd_wp), jbool(c->event_fork));
+	printf("  \"pagemap_scan\": %s,\n  \"pagemap_scan_soft_dirty\": %s,\n",
+	       jbool(c->pagemap_scan), jbool(c->pagemap_scan_soft_dirty));
+	printf("  \"soft_dirty\": %s,\n  \"thp\": \"%s\",\n",
+	       jbool(c->soft_dirty), thp_name(c->thp));
+	printf("  \"backends\": {\n");
+	for (i = 0; i < N_BACKENDS; i++) {
+		printf("    \"%s\": { \"usable\": %s, \"reason\": ",
+		       uffdwp_backend_name(backends[i]),
+		       jbool(c->backend[backends[i]].usable));
+		json_str(c->backend[backends[i]].reason);
+		printf(" }%s\n", i + 1 < N_BACKENDS ? "," : "");
+	}
+	printf("  },\n  \"auto\": ");
+	json_str(c->auto_backend ? uffdwp_backend_name(c->auto_backend) : NULL);
+	printf(",\n  \"auto_reason\": ");
+	json_str(c->auto_reason);
+	forced = forced_name(&fb);
+	printf(",\n  \"forced\": ");
+	if (!forced) {
+		printf("null");
+	} else {
+		printf("{ \"env\": ");
+		json_str(forced);
+		printf(", \"backend\": ");
+		json_str(fb > 0 ? uffdwp_backend_name(fb) : NULL);
+		printf(", \"usable\": %s }",
+		       jbool(fb > 0 && c->backend[fb].usable));
+	}
+	printf(",\n  \"defects\": [\n");
+	for (i = 0; i < c->n_defects; i++) {
+		if (uffdwp_defect_get(i, &d))
+			break;
+		printf("    { \"id\": ");
+		json_str(d.id);
+		printf(", \"status\": ");
+		json_str(uffdwp_defect_status_name(d.status));
+		printf(",\n      \"summary\": ");
+		json_str(d.summary);
+		printf(",\n      \"detection\": ");
+		json_str(d.detection);
+		printf(",\n      \"observed\": ");
+		json_str(d.observed);
+		printf(",\n      \"action\": ");
+		json_str(d.action);
+		printf(" }%s\n", i + 1 < c->n_defects ? "," : "");
+	}
+	printf("  ]\n}\n");
+}
+
+static const char *yes(int v)
+{
+	return v ? "yes" : "no";
+}
+
+static void print_table(const struct uffdwp_caps *c)
+{
+	struct uffdwp_defect d = { .sz = sizeof(d) };
+	const char *forced;
+	size_t i;
+	int fb;
+
+	printf("libuffdwp %s on Linux %s (%s)\n\n", uffdwp_version(),
+	       c->kernel_release, c->machine);
+	printf("userfaultfd\n");
+	printf("  open mode            %s\n",
+	       uffdwp_uffd_mode_name(c->uffd_mode));
+	printf("  /dev/userfaultfd     %s\n", err_text(c->uffd_dev_err));
+	printf("  userfaultfd(2)       %s\n", err_text(c->uffd_syscall_err));
+	printf("  user-mode-only       %s\n",
+	       err_text(c->uffd_user_mode_only_err));
+	if (c->uffd_blocked)
+		printf("  BLOCKED              %s\n", c->uffd_blocked);
+	printf("  limits               %s\n", c->uffd_mode_limits);
+	printf("  features             0x%llx",
+	       (unsigned long long)c->uffd_features);
+	for (i = 0;
+	     i < sizeof(uffd_feature_names) / sizeof(*uffd_feature_names); i++)
+		if (c->uffd_features & (1ULL << i))
+			printf(" %s", uffd_feature_names[i]);
+	printf("\n  write-protect        %s\n", yes(c->uffd_wp));
+	printf("  EVENT_FORK allowed   %s\n", yes(c->event_fork));
+	printf("memory\n");
+	printf("  PAGEMAP_SCAN         %s\n", yes(c->pagemap_scan));
+	printf("  PAGE_IS_SOFT_DIRTY   %s\n", yes(c->pagemap_scan_soft_dirty));
+	printf("  soft-dirty           %s\n", yes(c->soft_dirty));
+	printf("  THP                  %s\n\n", thp_name(c->thp));
+
+	printf("%-11s %-6s %s\n", "backend", "usable", "reason");
+	for (i = 0; i < N_BACKENDS; i++)
+		printf("%-11s %-6s %s\n", uffdwp_backend_name(backends[i]),
+		       yes(c->backend[backends[i]].usable),
+		       c->backend[backends[i]].reason);
+	printf("\nauto: %s (%s)\n",
+	       c->auto_backend ? uffdwp_backend_name(c->auto_backend) : "none",
+	       c->auto_reason);
+	forced = forced_name(&fb);
+	if (forced)
+		printf("forced: UFFDWP_BACKEND=%s -> %s\n", forced,
+		       fb <= 0 ? "not a backend name" :
+		       c->backend[fb].usable ?
+				 uffdwp_backend_name(fb) :
+				 "unusable here: contexts will fail");
+
+	printf("\nknown kernel defects\n");
+	for (i = 0; i < c->n_defects; i++) {
+		if (uffdwp_defect_get(i, &d))
+			break;
+		printf("  %-36s %s\n", d.id,
+		       uffdwp_defect_status_name(d.status));
+		printf("      observed: %s\n", d.observed);
+		printf("      detected: %s\n", d.detection);
+		printf("      action:   %s\n", d.action);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "feature", required_argument, NULL, 'f' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct uffdwp_caps caps = { .sz = sizeof(caps) };
+	const struct feature *feat = NULL;
+	bool json = false;
+	int opt, err;
+
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, "jf:Vh", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'j':
+			json = true;
+			break;
+		case 'f':
+			feat = find_feature(optarg);
+			if (!feat) {
+				fprintf(stderr,
+					"uffdwp-check: unknown feature '%s'\n\n",
+					optarg);
+				usage(stderr);
+				return EXIT_USAGE;
+			}
+			break;
+		case 'V':
+			printf("uffdwp-check %s\n", uffdwp_version());
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			fprintf(stderr,
+				"uffdwp-check: unknown or incomplete option '%s'\n\n",
+				argv[optind - 1]);
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "uffdwp-check: unexpected argument '%s'\n\n",
+			argv[optind]);
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+
+	err = uffdwp_probe(&caps);
+	if (err) {
+		fprintf(stderr, "uffdwp-check: probe failed: %s\n",
+			strerror(-err));
+		return EXIT_PROBE_FAILED;
+	}
+	if (feat) {
+		int present = feat->present(&caps);
+
+		if (json)
+			printf("{ \"feature\": \"%s\", \"present\": %s }\n",
+			       feat->name, jbool(present));
+		return present ? 0 : 1;
+	}
+	if (json)
+		print_json(&caps);
+	else
+		print_table(&caps);
+	return 0;
+}
