@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Shared by the check-based test binaries: skipping (exit 77 with one line
+ * saying what is missing), excluding tagged cases the kernel cannot run (and
+ * saying so), and the sanitizer-setup guard.
+ */
+#ifndef UFFDWP_TESTS_COMMON_H
+#define UFFDWP_TESTS_COMMON_H
+
+#include <check.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EXIT_SKIP 77
+
+static inline void __attribute__((noreturn, format(printf, 1, 2)))
+test_skip(const char *fmt, ...)
+{
+	va_list ap;
+
+	printf("SKIP: ");
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	exit(EXIT_SKIP);
+}
+
+/*
+ * `meson test --setup asan` sets UFFDWP_REQUIRE_SANITIZER: a binary built
+ * without the sanitizers must then fail loudly instead of passing unchecked.
+ */
+static inline void test_check_sanitizer_setup(void)
+{
+#if !defined(__SANITIZE_ADDRESS__)
+	if (getenv("UFFDWP_REQUIRE_SANITIZER")) {
+		fprintf(stderr,
+			"this build has no sanitizers: configure it with -Db_sanitize=address,undefined\n");
+		exit(99);
+	}
+#endif
+}
+
+/* Tags excluded so far, as check's space-separated list, and why. */
+struct test_exclusions {
+	char tags[256];
+	int count;
+};
+
+static inline void test_exclude(struct test_exclusions *ex, const char *tag,
+				const char *why)
+{
+	size_t len = strlen(ex->tags);
+
+	snprintf(ex->tags + len, sizeof(ex->tags) - len, "%s%s", len ? " " : "",
+		 tag);
+	printf("excluded [%s]: %s\n", tag, why);
+	ex->count++;
+}
+
+/* True when check forks each test, so each starts from a fresh process. */
+static inline bool test_forking(void)
+{
+	const char *f = getenv("CK_FORK");
+
+	return !f || strcmp(f, "no");
+}
+
+/*
+ * Run @s with the exclusions applied; exit 77 if nothing was left to run.
+ * Returns the process exit status.
+ */
+static inline int test_run(Suite *s, const struct test_exclusions *ex)
+{
+	SRunner *sr = srunner_create(s);
+	int failed, run;
+
+	srunner_run_tagged(sr, NULL, NULL, NULL, ex->tags[0] ? ex->tags : NULL,
+			   CK_ENV);
+	failed = srunner_ntests_failed(sr);
+	run = srunner_ntests_run(sr);
+	srunner_free(sr);
+	if (run == 0)
+		test_skip("every case was excluded on this kernel");
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+#endif /* UFFDWP_TESTS_COMMON_H */
