@@ -4,7 +4,8 @@
 # The README's quick start, on a fresh Debian 12 machine:
 #
 #   ./quickstart.sh demo   set up, build, run uffdwp-check (the main job)
-#   ./quickstart.sh test   set up, build, run every test suite
+#   ./quickstart.sh test   set up, build, run every test suite, here and
+#                          under Debian's 6.1 and 6.12 kernels in qemu
 #
 # Missing Debian packages are installed with apt-get when run as root;
 # otherwise the exact apt-get line is printed and the script stops.
@@ -14,6 +15,8 @@ cd "$(dirname "$0")"
 
 BUILD_PKGS="gcc g++ meson ninja-build pkgconf liburcu-dev libbsd-dev"
 TEST_PKGS="check python3 clang-format binutils valgrind"
+# The kernel matrix: Debian's 6.1 and 6.12 kernels under qemu (tests/vm).
+VM_PKGS="qemu-system-x86 busybox-static xz-utils zstd"
 
 usage() {
 	echo "usage: $0 demo|test" >&2
@@ -70,7 +73,9 @@ run_tests() {
 	dir=$1 log=$2
 	shift 2
 	status=0
+	start=$(date +%s)
 	meson test -C "$dir" --print-errorlogs "$@" || status=$?
+	echo "== $log: $(($(date +%s) - start)) s"
 	eval "$(tally "$dir/meson-logs/$log")"
 	total_passed=$((total_passed + passed))
 	total_failed=$((total_failed + failed))
@@ -87,19 +92,23 @@ demo)
 	./build/tools/uffdwp-check
 	;;
 test)
-	ensure_pkgs $BUILD_PKGS $TEST_PKGS
+	ensure_pkgs $BUILD_PKGS $TEST_PKGS $VM_PKGS
 	total_passed=0 total_failed=0 total_skipped=0
 	rc=0
 	echo "== build: plain"
 	setup_build build
-	echo "== tests: every suite"
+	echo "== tests: every suite on this kernel ($(uname -r))"
 	run_tests build testlog.json || rc=1
 	echo "== tests: unit suite under valgrind"
 	run_tests build testlog-valgrind.json --setup valgrind --suite unit || rc=1
 	echo "== build: ASan + UBSan"
 	setup_build build-asan -Db_sanitize=address,undefined -Db_lundef=false
-	echo "== tests: every suite under ASan + UBSan"
-	run_tests build-asan testlog-asan.json --setup asan || rc=1
+	echo "== tests: every suite under ASan + UBSan (the vm suite ran above)"
+	run_tests build-asan testlog-asan.json --setup asan --no-suite vm || rc=1
+	for setup in vm6_1 vm6_12 vm6_1_user vm6_12_user; do
+		echo "== kernel matrix: kernel suite, setup $setup"
+		run_tests build "testlog-$setup.json" --setup "$setup" --suite kernel || rc=1
+	done
 	echo
 	echo "tests: $total_passed passed, $total_failed failed, $total_skipped skipped"
 	exit $rc

@@ -44,6 +44,24 @@ static inline void test_check_sanitizer_setup(void)
 #endif
 }
 
+/*
+ * Scale a test size for slow environments: the kernel matrix runs under
+ * software emulation with UFFDWP_TEST_SCALE (0.1 there), where faults are
+ * ~10x and bulk memory ~50x slower. Never below @min, so what a test
+ * asserts keeps its meaning.
+ */
+static inline size_t test_scaled(size_t n, size_t min)
+{
+	const char *s = getenv("UFFDWP_TEST_SCALE");
+	double f = s ? strtod(s, NULL) : 1.0;
+	size_t v;
+
+	if (!(f > 0) || f > 1)
+		f = 1.0;
+	v = (size_t)((double)n * f);
+	return v < min ? min : v;
+}
+
 /* Tags excluded so far, as check's space-separated list, and why. */
 struct test_exclusions {
 	char tags[256];

@@ -136,7 +136,7 @@ END_TEST
 START_TEST(wp_scan_is_get_and_reset)
 {
 	struct uffdwp_caps c = { .sz = sizeof(c) };
-	size_t n = 3000, round;
+	size_t n = 3000, round, rounds = test_scaled(50, 5);
 	char *p = mmap(NULL, n * ps, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	unsigned char *want = calloc(n, 1);
@@ -159,7 +159,7 @@ START_TEST(wp_scan_is_get_and_reset)
 				      ASYNC_SCAN_MASK, vec, 64, NULL, NULL),
 			 0);
 	t.seen = calloc(n, 1);
-	for (round = 0; round < 5; round++) {
+	for (round = 0; round < rounds; round++) {
 		write_pattern(p, n, want, 7 + (unsigned)round);
 		memset(t.seen, 0, n);
 		r = pagemap_scan(pm, (uintptr_t)p, (uintptr_t)p + n * ps,

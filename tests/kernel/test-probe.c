@@ -677,12 +677,82 @@ START_TEST(seccomp_enosys_is_named)
 }
 END_TEST
 
+/*
+ * UFFDWP_EXPECT="key=value ...": facts a run asserts about its kernel, set
+ * by the kernel-matrix setups (and CI for its host), e.g. "soft_dirty=1
+ * auto=uffd_sync". The probe decides by behaviour; this states what that
+ * behaviour must be on a kernel whose facts are known.
+ */
+static const char *expect_actual(const struct uffdwp_caps *c, const char *key,
+				 char *buf, size_t len)
+{
+	static const struct {
+		const char *key;
+		int backend;
+	} usable[] = {
+		{ "uffd_async", UFFDWP_BACKEND_UFFD_ASYNC },
+		{ "uffd_sync", UFFDWP_BACKEND_UFFD_SYNC },
+		{ "mprotect", UFFDWP_BACKEND_MPROTECT },
+	};
+	size_t i;
+	int v = -1;
+
+	if (!strcmp(key, "auto"))
+		return uffdwp_backend_name(c->auto_backend);
+	if (!strcmp(key, "uffd_mode"))
+		return uffdwp_uffd_mode_name(c->uffd_mode);
+	if (!strcmp(key, "soft_dirty"))
+		v = c->soft_dirty;
+	else if (!strcmp(key, "wp_async"))
+		v = !!(c->uffd_features & UFFD_FEATURE_WP_ASYNC);
+	else if (!strcmp(key, "pagemap_scan"))
+		v = c->pagemap_scan;
+	else if (!strcmp(key, "uffd_wp"))
+		v = c->uffd_wp;
+	else if (!strcmp(key, "event_fork"))
+		v = c->event_fork;
+	for (i = 0; i < sizeof(usable) / sizeof(*usable); i++)
+		if (!strcmp(key, usable[i].key))
+			v = c->backend[usable[i].backend].usable;
+	if (v < 0)
+		return NULL;
+	snprintf(buf, len, "%d", v);
+	return buf;
+}
+
+START_TEST(expected_facts)
+{
+	struct uffdwp_caps c = probe();
+	char *spec = strdup(getenv("UFFDWP_EXPECT")), *save = NULL, *tok;
+	char buf[16];
+	const char *actual;
+	int checked = 0;
+
+	for (tok = strtok_r(spec, " ", &save); tok;
+	     tok = strtok_r(NULL, " ", &save)) {
+		char *eq = strchr(tok, '=');
+
+		ck_assert_msg(eq, "UFFDWP_EXPECT: '%s' is not key=value", tok);
+		*eq = 0;
+		actual = expect_actual(&c, tok, buf, sizeof(buf));
+		ck_assert_msg(actual, "UFFDWP_EXPECT: unknown key '%s'", tok);
+		ck_assert_msg(!strcmp(actual, eq + 1),
+			      "%s is %s on this kernel, expected %s", tok,
+			      actual, eq + 1);
+		checked++;
+	}
+	ck_assert_int_gt(checked, 0);
+	free(spec);
+}
+END_TEST
+
 static Suite *probe_suite(void)
 {
 	Suite *s = suite_create("probe");
 	TCase *facts = tcase_create("facts");
 	TCase *rights = tcase_create("rights");
 	TCase *filtered = tcase_create("seccomp");
+	TCase *expect = tcase_create("expect");
 
 	tcase_set_timeout(facts, 30);
 	tcase_add_test(facts, open_modes_match);
@@ -697,6 +767,10 @@ static Suite *probe_suite(void)
 	tcase_add_test(facts, defect_walk_end_matches);
 	tcase_add_test(facts, defects_follow_mechanisms);
 	suite_add_tcase(s, facts);
+
+	tcase_set_tags(expect, "expect");
+	tcase_add_test(expect, expected_facts);
+	suite_add_tcase(s, expect);
 
 	/* Each forks a child that must probe from scratch. */
 	tcase_set_tags(rights, "fresh");
@@ -724,6 +798,10 @@ int main(void)
 		test_exclude(
 			&ex, "fresh",
 			"CK_FORK=no: a forked child would inherit the cached probe");
+	if (!getenv("UFFDWP_EXPECT"))
+		test_exclude(
+			&ex, "expect",
+			"UFFDWP_EXPECT is not set: no kernel facts to assert");
 	if (!SECCOMP_ARCH)
 		test_exclude(
 			&ex, "seccomp",
