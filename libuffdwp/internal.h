@@ -36,6 +36,21 @@ static inline int neg_errno(void)
 	return errno > 0 ? -errno : -EIO;
 }
 
+/* Zeroed memory outside the heap, for what handlers write. */
+void *handler_zalloc(size_t len);
+void handler_free(void *p, size_t len);
+
+/* Statistics counters: written by one thread, read by any. */
+static inline void cnt_add(uint64_t *c, uint64_t n)
+{
+	__atomic_fetch_add(c, n, __ATOMIC_RELAXED);
+}
+
+static inline uint64_t cnt_get(const uint64_t *c)
+{
+	return __atomic_load_n(c, __ATOMIC_RELAXED);
+}
+
 /*
  * Caller structures start with `size_t sz` (see the header's conventions).
  * sz_check(): -EINVAL if @dst is NULL or its sz cannot even hold sz, -E2BIG

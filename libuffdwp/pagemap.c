@@ -3,11 +3,13 @@
  * pagemap reads and the PAGEMAP_SCAN loop.
  */
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "internal.h"
+#include "dirtymap.h"
 #include "pagemap.h"
 
 int pagemap_open(void)
@@ -34,10 +36,10 @@ long pagemap_scan_once(int fd, struct pm_scan_arg *arg)
 	return n < 0 ? neg_errno() : n;
 }
 
-long pagemap_scan(int fd, uintptr_t start, uintptr_t end, uint64_t flags,
-		  uint64_t category_mask, uint64_t return_mask,
-		  struct page_region *vec, size_t vec_len, pagemap_region_fn fn,
-		  void *arg)
+static long scan_loop(int fd, uintptr_t start, uintptr_t end, uint64_t flags,
+		      uint64_t category_mask, uint64_t anyof_mask,
+		      uint64_t return_mask, struct page_region *vec,
+		      size_t vec_len, pagemap_region_fn fn, void *arg)
 {
 	struct pm_scan_arg a;
 	long total = 0, n;
@@ -52,6 +54,7 @@ long pagemap_scan(int fd, uintptr_t start, uintptr_t end, uint64_t flags,
 		a.vec = (uintptr_t)vec;
 		a.vec_len = vec_len;
 		a.category_mask = category_mask;
+		a.category_anyof_mask = anyof_mask;
 		a.return_mask = return_mask;
 		n = pagemap_scan_once(fd, &a);
 		if (n < 0)
@@ -70,4 +73,75 @@ long pagemap_scan(int fd, uintptr_t start, uintptr_t end, uint64_t flags,
 			start = vec[n - 1].end;
 	}
 	return total;
+}
+
+long pagemap_scan(int fd, uintptr_t start, uintptr_t end, uint64_t flags,
+		  uint64_t category_mask, uint64_t return_mask,
+		  struct page_region *vec, size_t vec_len, pagemap_region_fn fn,
+		  void *arg)
+{
+	return scan_loop(fd, start, end, flags, category_mask, 0, return_mask,
+			 vec, vec_len, fn, arg);
+}
+
+struct presence_arg {
+	uintptr_t start;
+	struct dirtymap *out;
+};
+
+static int mark_presence(const struct page_region *vec, size_t n, void *arg)
+{
+	struct presence_arg *a = arg;
+	size_t i, ps = page_size();
+
+	for (i = 0; i < n; i++)
+		dirtymap_set_range(a->out, (vec[i].start - a->start) / ps,
+				   (vec[i].end - vec[i].start) / ps);
+	return 0;
+}
+
+#define PRESENCE_VEC 512
+#define PREAD_ENTRIES 4096
+
+int pagemap_presence(int fd, uintptr_t start, size_t npages,
+		     struct dirtymap *out, bool scan)
+{
+	size_t ps = page_size(), i = 0, n, k;
+	struct presence_arg a = { start, out };
+	void *buf;
+	uint64_t *e;
+	ssize_t got;
+	long r;
+
+	dirtymap_clear_range(out, 0, npages);
+	if (scan) {
+		buf = malloc(PRESENCE_VEC * sizeof(struct page_region));
+		if (!buf)
+			return -ENOMEM;
+		r = scan_loop(fd, start, start + npages * ps, 0, 0,
+			      PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+			      PAGE_IS_PRESENT | PAGE_IS_SWAPPED, buf,
+			      PRESENCE_VEC, mark_presence, &a);
+		free(buf);
+		return r < 0 ? (int)r : 0;
+	}
+	e = malloc(PREAD_ENTRIES * sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	while (i < npages) {
+		n = npages - i < PREAD_ENTRIES ? npages - i : PREAD_ENTRIES;
+		got = pread(fd, e, n * sizeof(*e),
+			    (off_t)((start / ps + i) * sizeof(*e)));
+		if (got <= 0) {
+			free(e);
+			return got < 0 ? neg_errno() : -EIO;
+		}
+		n = (size_t)got / sizeof(*e);
+		for (k = 0; k < n; k++)
+			if (e[k] & (PM_PRESENT | PM_SWAP))
+				dirtymap_set(out, i + k);
+		i += n;
+	}
+	free(e);
+	return 0;
 }

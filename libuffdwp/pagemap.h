@@ -5,6 +5,7 @@
 #ifndef UFFDWP_PAGEMAP_H
 #define UFFDWP_PAGEMAP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,5 +38,14 @@ long pagemap_scan(int fd, uintptr_t start, uintptr_t end, uint64_t flags,
 		  uint64_t category_mask, uint64_t return_mask,
 		  struct page_region *vec, size_t vec_len, pagemap_region_fn fn,
 		  void *arg);
+
+/*
+ * Set bit i of @out (sized @npages) for each page of [start, ...) that is
+ * present or swapped: a page present before and absent now was zapped.
+ * PAGEMAP_SCAN when @scan, else pread() of the entries.
+ */
+struct dirtymap;
+int pagemap_presence(int fd, uintptr_t start, size_t npages,
+		     struct dirtymap *out, bool scan);
 
 #endif /* UFFDWP_PAGEMAP_H */

@@ -253,6 +253,200 @@ const char *uffdwp_defect_status_name(int status);
  */
 const char *uffdwp_version(void);
 
+/* --- dirty tracking -------------------------------------------------- */
+
+/** @brief A dirty-tracking context: a backend and the ranges it tracks. */
+struct uffdwp_ctx;
+
+/** @brief Options for uffdwp_ctx_new(); NULL means all defaults. */
+struct uffdwp_ctx_opts {
+	/** Set by the caller to `sizeof(struct uffdwp_ctx_opts)`. */
+	size_t sz;
+	/** A #uffdwp_backend; #UFFDWP_BACKEND_AUTO (0) picks the best usable
+	 *  one, after consulting the `UFFDWP_BACKEND` environment variable. */
+	int backend;
+	/** uffd_sync: fault-handler threads (0 means 1). */
+	unsigned int handler_threads;
+	/** Reserved: must be 0. */
+	unsigned int flags;
+};
+
+/** @brief Flags for uffdwp_track(). */
+enum uffdwp_track_flags {
+	/**
+	 * Leave transparent huge pages alone. By default the library calls
+	 * `MADV_NOHUGEPAGE` on a tracked range so every backend accounts in
+	 * base pages; with this flag the soft_dirty backend may report whole
+	 * 2 MiB pages (uffdwp_stats::granularity says which).
+	 */
+	UFFDWP_TRACK_HUGE = 1u << 0,
+};
+
+/**
+ * @brief Receives one run of dirty pages from uffdwp_collect().
+ *
+ * @param arg The @p arg given to uffdwp_collect().
+ * @param addr Start of the run (page aligned).
+ * @param len Length of the run in bytes (a multiple of the page size).
+ * @return 0 to go on; a negative errno stops the collect, which returns it.
+ *         The runs not yet delivered stay pending and are reported by the
+ *         next collect: nothing is lost.
+ */
+typedef int (*uffdwp_run_fn)(void *arg, void *addr, size_t len);
+
+/** @brief Counters of a context (uffdwp_ctx_stats()). */
+struct uffdwp_stats {
+	/** Set by the caller to `sizeof(struct uffdwp_stats)`. */
+	size_t sz;
+	/** Write faults the library resolved (uffd_sync, mprotect). */
+	uint64_t faults;
+	/** Protection system calls issued (UFFDIO_WRITEPROTECT, PAGEMAP_SCAN
+	 *  with WP_MATCHING, mprotect, clear_refs). */
+	uint64_t wp_calls;
+	/** Ranges queued to the wp batch. */
+	uint64_t wp_queued;
+	/** Queued ranges saved by merging: wp_queued minus calls issued. */
+	uint64_t wp_merged;
+	/** Pages re-armed (write-protected again) by collects. */
+	uint64_t pages_rearmed;
+	/** Collects run, and the time spent in them. */
+	uint64_t collects;
+	uint64_t collect_ns;
+	/** Dirty pages reported by collects. */
+	uint64_t pages_reported;
+	/** Kernel calls retried after EAGAIN (address-space changes). */
+	uint64_t retries;
+	/** Address-space events handled (zap, unmap, remap). */
+	uint64_t events;
+	/** Pages tracked now. */
+	uint64_t pages_tracked;
+	/** Bytes per reported unit: the page size, or 2 MiB with
+	 *  #UFFDWP_TRACK_HUGE on soft_dirty. */
+	uint64_t granularity;
+};
+
+/**
+ * @brief Create a dirty-tracking context.
+ *
+ * With #UFFDWP_BACKEND_AUTO the best backend that passed uffdwp_probe() is
+ * used, unless `UFFDWP_BACKEND=async|sync|soft-dirty|mprotect` names one.
+ * A named backend (in @p opts or the environment) that cannot work here is
+ * an error, never a silent fallback; uffdwp_ctx_backend_reason() says why a
+ * backend was chosen. uffd_sync starts its handler thread(s) here; mprotect
+ * installs its `SIGSEGV` handler on first use (it chains to any previous
+ * handler for faults outside tracked ranges).
+ *
+ * @param[in] opts Options, or NULL for defaults.
+ * @param[out] ctx The new context.
+ * @return 0; -EINVAL bad options or an unknown `UFFDWP_BACKEND`;
+ *         -E2BIG a longer @p opts with a non-zero tail; -EOPNOTSUPP the
+ *         requested backend is not usable here (or none is); -ENOMEM.
+ * @note Thread-safe.
+ */
+int uffdwp_ctx_new(const struct uffdwp_ctx_opts *opts, struct uffdwp_ctx **ctx);
+
+/**
+ * @brief Stop tracking everything and free the context.
+ *
+ * Ranges are unprotected (writers blocked on them are released), handler
+ * threads are joined. In a forked child it only releases memory and file
+ * descriptors, with no kernel calls on the parent's behalf.
+ *
+ * @param[in] ctx The context, or NULL.
+ * @return NULL.
+ * @note Must not run concurrently with other calls on @p ctx.
+ */
+struct uffdwp_ctx *uffdwp_ctx_free(struct uffdwp_ctx *ctx);
+
+/**
+ * @brief The backend a context uses.
+ * @return A #uffdwp_backend; -EINVAL if @p ctx is NULL; -ECHILD after fork.
+ * @note Thread-safe.
+ */
+int uffdwp_ctx_backend(const struct uffdwp_ctx *ctx);
+
+/**
+ * @brief Why the context uses its backend (AUTO's reasons, or "requested").
+ * @return A string owned by the context, or NULL if @p ctx is NULL.
+ * @note Thread-safe.
+ */
+const char *uffdwp_ctx_backend_reason(const struct uffdwp_ctx *ctx);
+
+/**
+ * @brief Start tracking writes to [@p addr, @p addr + @p len).
+ *
+ * The range must be mapped, readable and writable, page aligned, and not
+ * overlap a range this or another context tracks. Pages written after
+ * this call returns are reported by the next uffdwp_collect().
+ *
+ * Memory types: anonymous private memory on every backend; shmem and memfd
+ * on uffd_async, uffd_sync (5.19+) and mprotect; file-backed shared
+ * mappings on uffd_async only. Other combinations fail with -EOPNOTSUPP:
+ * a range is never silently left untracked.
+ *
+ * @param[in] ctx The context.
+ * @param[in] addr Start, page aligned.
+ * @param[in] len Length, a non-zero multiple of the page size.
+ * @param[in] flags #uffdwp_track_flags.
+ * @return 0; -EINVAL misaligned, zero length, overflow or unknown flags;
+ *         -EEXIST overlaps a tracked range; -EFAULT part of the range is not
+ *         mapped; -EACCES the range is not readable and writable;
+ *         -EOPNOTSUPP this backend cannot track this kind of memory;
+ *         -ECHILD after fork; -ENOMEM.
+ * @note Thread-safe; serialised with the other calls on @p ctx.
+ */
+int uffdwp_track(struct uffdwp_ctx *ctx, void *addr, size_t len,
+		 unsigned int flags);
+
+/**
+ * @brief Stop tracking a range given to uffdwp_track().
+ *
+ * @p addr and @p len must be those of one uffdwp_track() call. Its pages
+ * become writable without faults; dirty pages not yet collected are
+ * dropped. A range that was unmapped or moved away meanwhile may still be
+ * untracked.
+ *
+ * @return 0; -EINVAL misaligned or zero length; -ENOENT no range tracked at
+ *         exactly [@p addr, @p addr + @p len); -ECHILD after fork.
+ * @note Thread-safe; serialised with the other calls on @p ctx.
+ */
+int uffdwp_untrack(struct uffdwp_ctx *ctx, void *addr, size_t len);
+
+/**
+ * @brief Report the pages written since the previous collect (or track),
+ * and re-arm them in the same step.
+ *
+ * Runs are coalesced, in address order, and delivered after they were
+ * re-protected, so a consumer that copies a run in @p fn copies every write
+ * made before the re-protect; later writes are reported next time.
+ * A page whose contents were zapped (`MADV_DONTNEED`) counts as written.
+ *
+ * Guarantees: exact on uffd_async, uffd_sync and mprotect with writers
+ * running. On soft_dirty the clear of `/proc/self/clear_refs` is
+ * process-wide and not atomic with the read: writes made *during* a
+ * collect may be lost, so writers of soft-dirty ranges must be quiescent
+ * while it runs (it may report extra pages, never fewer, when they are).
+ *
+ * @param[in] ctx The context.
+ * @param[in] fn Called once per run, from the calling thread; it must not
+ *            call uffdwp_* on @p ctx.
+ * @param[in] arg Passed to @p fn.
+ * @return The number of dirty pages reported; -EINVAL if @p fn is NULL;
+ *         @p fn's negative value if it stopped the collect; -ECHILD after
+ *         fork; other -errno from the kernel (nothing is lost: pages stay
+ *         pending).
+ * @note Thread-safe; serialised with the other calls on @p ctx. Writers may
+ *       keep writing tracked memory from any thread (see soft_dirty above).
+ */
+long uffdwp_collect(struct uffdwp_ctx *ctx, uffdwp_run_fn fn, void *arg);
+
+/**
+ * @brief Read a context's counters.
+ * @return 0; -EINVAL/-E2BIG as for uffdwp_probe(); -ECHILD after fork.
+ * @note Thread-safe; counters are read without stopping writers.
+ */
+int uffdwp_ctx_stats(const struct uffdwp_ctx *ctx, struct uffdwp_stats *stats);
+
 #ifdef __cplusplus
 }
 #endif

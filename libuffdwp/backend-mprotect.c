@@ -1,0 +1,381 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * mprotect: tracked pages are PROT_READ; the first write raises SIGSEGV,
+ * whose handler records the page and makes it writable again. Works on any
+ * kernel and where userfaultfd is blocked (Docker's default seccomp), at
+ * the price of a signal per first write.
+ *
+ * The handler is process-wide, so the ranges it must know are a
+ * process-wide, immutable, sorted table swapped atomically; a counter of
+ * handlers in flight tells an updater when nobody can still read the old
+ * table. (urcu-bp readers register lazily under a mutex: not in a signal
+ * handler.) Faults outside tracked ranges go to the handler that was
+ * installed before ours.
+ *
+ * Collect protocol (3.3): raise the context's pause flag, wait until no
+ * handler is in flight (handlers seeing the flag wait), take the recorded
+ * pages, re-protect them through the wp batch, lower the flag.
+ */
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "pagemap.h"
+
+struct mp_state {
+	int paused; /* collect in progress: handlers wait */
+	int pagemap;
+	bool scan; /* PAGEMAP_SCAN can read presence */
+	struct dirtymap now; /* scratch for presence */
+};
+
+struct sig_table {
+	size_t n;
+	struct region *r[];
+};
+
+static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct sig_table *table;
+static unsigned long inflight;
+static struct sigaction previous;
+static bool installed;
+
+static void relax(void)
+{
+	/* sched_yield(2) is a plain system call: safe in a handler. */
+	syscall(SYS_sched_yield);
+}
+
+static struct region *table_lookup(struct sig_table *t, uintptr_t addr)
+{
+	size_t lo = 0, hi = t ? t->n : 0, mid;
+
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		if (addr < t->r[mid]->start)
+			hi = mid;
+		else if (addr >= t->r[mid]->end)
+			lo = mid + 1;
+		else
+			return t->r[mid];
+	}
+	return NULL;
+}
+
+static void chain(int sig, siginfo_t *info, void *uctx)
+{
+	if (previous.sa_flags & SA_SIGINFO) {
+		previous.sa_sigaction(sig, info, uctx);
+	} else if (previous.sa_handler == SIG_IGN) {
+		/* Ignoring SIGSEGV would spin on the fault: die instead. */
+		signal(sig, SIG_DFL);
+	} else if (previous.sa_handler == SIG_DFL) {
+		/* Returning re-runs the faulting access, which now kills the
+		 * process as if we had never been installed. */
+		signal(sig, SIG_DFL);
+	} else {
+		previous.sa_handler(sig);
+	}
+}
+
+static void on_segv(int sig, siginfo_t *info, void *uctx)
+{
+	int saved = errno;
+	uintptr_t addr = (uintptr_t)info->si_addr, page;
+	struct region *r;
+	struct mp_state *s;
+
+	page = addr & ~(uintptr_t)(page_size() - 1);
+	for (;;) {
+		__atomic_fetch_add(&inflight, 1, __ATOMIC_SEQ_CST);
+		r = table_lookup(__atomic_load_n(&table, __ATOMIC_SEQ_CST),
+				 addr);
+		if (!r || info->si_code != SEGV_ACCERR) {
+			__atomic_fetch_sub(&inflight, 1, __ATOMIC_SEQ_CST);
+			errno = saved;
+			chain(sig, info, uctx);
+			return;
+		}
+		if (ctx_forked(r->ctx)) {
+			/* A forked child: its copy is not tracked. */
+			mprotect((void *)page, page_size(),
+				 PROT_READ | PROT_WRITE);
+			__atomic_fetch_sub(&inflight, 1, __ATOMIC_SEQ_CST);
+			errno = saved;
+			return;
+		}
+		s = r->ctx->bdata;
+		if (!__atomic_load_n(&s->paused, __ATOMIC_SEQ_CST))
+			break;
+		__atomic_fetch_sub(&inflight, 1, __ATOMIC_SEQ_CST);
+		while (__atomic_load_n(&s->paused, __ATOMIC_SEQ_CST))
+			relax();
+	}
+	/* Record before unprotecting: an unprotected page is always in the
+	 * recorded set, so a collect cannot miss its writes. */
+	dirtymap_set(&r->recorded, region_page(r, page));
+	mprotect((void *)page, page_size(), PROT_READ | PROT_WRITE);
+	cnt_add(&r->ctx->cnt.faults, 1);
+	__atomic_fetch_sub(&inflight, 1, __ATOMIC_SEQ_CST);
+	errno = saved;
+}
+
+static void wait_no_handlers(void)
+{
+	while (__atomic_load_n(&inflight, __ATOMIC_SEQ_CST))
+		relax();
+}
+
+static int cmp_region(const void *a, const void *b)
+{
+	const struct region *x = *(struct region *const *)a;
+	const struct region *y = *(struct region *const *)b;
+
+	return (x->start > y->start) - (x->start < y->start);
+}
+
+/* Swap in a table with @add added or @del removed; caller holds lock. */
+static int table_update(struct region *add, struct region *del)
+{
+	struct sig_table *old = table, *t;
+	size_t n = old ? old->n : 0, i, j = 0;
+
+	t = malloc(sizeof(*t) + (n + 1) * sizeof(t->r[0]));
+	if (!t)
+		return -ENOMEM;
+	for (i = 0; i < n; i++)
+		if (old->r[i] != del)
+			t->r[j++] = old->r[i];
+	if (add)
+		t->r[j++] = add;
+	t->n = j;
+	qsort(t->r, t->n, sizeof(t->r[0]), cmp_region);
+	__atomic_store_n(&table, t, __ATOMIC_SEQ_CST);
+	/* Every handler that could hold @old entered before the swap. */
+	wait_no_handlers();
+	free(old);
+	return 0;
+}
+
+static int install_handler(void)
+{
+	struct sigaction sa;
+
+	if (installed)
+		return 0;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_segv;
+	sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK | SA_NODEFER;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGSEGV, &sa, &previous))
+		return neg_errno();
+	installed = true;
+	return 0;
+}
+
+static bool mapped(uintptr_t page)
+{
+	/* msync(2) fails with ENOMEM on an unmapped page, and does no I/O
+	 * with MS_ASYNC on anonymous memory. */
+	return msync((void *)page, page_size(), MS_ASYNC) == 0 ||
+	       errno != ENOMEM;
+}
+
+static int mp_protect(void *arg, uintptr_t start, size_t len)
+{
+	uintptr_t a;
+
+	if (!mprotect((void *)start, len, PROT_READ))
+		return 0;
+	if (errno != ENOMEM)
+		return neg_errno();
+	/* The program unmapped part of the run: protect what is left. */
+	for (a = start; a < start + len; a += page_size())
+		if (mprotect((void *)a, page_size(), PROT_READ) &&
+		    errno != ENOMEM)
+			return neg_errno();
+	return 0;
+}
+
+static int mp_unprotect(void *arg, uintptr_t start, size_t len)
+{
+	return mprotect((void *)start, len, PROT_READ | PROT_WRITE) ?
+		       neg_errno() :
+		       0;
+}
+
+static const struct wp_target mp_target = {
+	.protect = mp_protect,
+	.unprotect = mp_unprotect,
+};
+
+static int mp_init(struct uffdwp_ctx *ctx, const struct uffdwp_ctx_opts *o)
+{
+	struct uffdwp_caps caps = { .sz = sizeof(caps) };
+	struct mp_state *s;
+	int ret = uffdwp_probe(&caps);
+
+	if (ret)
+		return ret;
+	s = handler_zalloc(sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	/* Zaps are only visible in pagemap: without it they go unseen. */
+	s->pagemap = pagemap_open();
+	s->scan = caps.pagemap_scan;
+	ctx->bdata = s;
+	return 0;
+}
+
+static void mp_fini(struct uffdwp_ctx *ctx, bool in_child)
+{
+	struct mp_state *s = ctx->bdata;
+
+	if (s->pagemap >= 0)
+		close(s->pagemap);
+	dirtymap_free(&s->now);
+	handler_free(s, sizeof(*s));
+	ctx->bdata = NULL;
+}
+
+/*
+ * MADV_DONTNEED raises no fault: a page present at the last collect and
+ * absent now was zapped, its contents are zeros, so it counts as written.
+ */
+static int note_zaps(struct mp_state *s, struct region *r, bool first)
+{
+	size_t i;
+	int ret;
+
+	if (s->pagemap < 0)
+		return 0;
+	if (s->now.nbits < r->npages) {
+		dirtymap_free(&s->now);
+		ret = dirtymap_init(&s->now, r->npages);
+		if (ret)
+			return ret;
+	}
+	ret = pagemap_presence(s->pagemap, r->start, r->npages, &s->now,
+			       s->scan);
+	if (ret)
+		return ret;
+	for (i = 0; !first && i < DIRTYMAP_WORDS(r->npages); i++) {
+		uint64_t gone = r->present.w[i] & ~s->now.w[i];
+
+		/* Absent because unmapped is not a zap: nothing to report. */
+		while (gone) {
+			size_t bit = (size_t)__builtin_ctzll(gone);
+
+			gone &= gone - 1;
+			if (mapped(r->start + (i * 64 + bit) * page_size()))
+				r->recorded.w[i] |= 1ULL << bit;
+		}
+	}
+	memcpy(r->present.w, s->now.w,
+	       DIRTYMAP_WORDS(r->npages) * sizeof(uint64_t));
+	return 0;
+}
+
+static const char *mp_refuse(struct uffdwp_ctx *ctx, int memtype)
+{
+	if (memtype == MEM_FILE)
+		return "file-backed mappings: writes through other mappings or write(2) are invisible; use uffd_async";
+	if (memtype == MEM_HUGETLB)
+		return "hugetlbfs ranges are not supported yet";
+	return NULL;
+}
+
+static int mp_track(struct uffdwp_ctx *ctx, struct region *r)
+{
+	int ret;
+
+	pthread_mutex_lock(&table_lock);
+	ret = install_handler();
+	if (!ret)
+		ret = table_update(r, NULL);
+	pthread_mutex_unlock(&table_lock);
+	if (ret)
+		return ret;
+	ret = note_zaps(ctx->bdata, r, true);
+	if (!ret)
+		ret = wpbatch_protect(&ctx->batch, r->start, r->end - r->start,
+				      r);
+	if (!ret)
+		ret = wpbatch_flush(&ctx->batch, &mp_target);
+	if (ret) {
+		pthread_mutex_lock(&table_lock);
+		table_update(NULL, r);
+		pthread_mutex_unlock(&table_lock);
+	}
+	return ret;
+}
+
+static void mp_untrack(struct uffdwp_ctx *ctx, struct region *r)
+{
+	/* Writable first, then forgotten: a late fault still finds it. */
+	if (!wpbatch_unprotect(&ctx->batch, r->start, r->end - r->start))
+		wpbatch_flush(&ctx->batch, &mp_target);
+	pthread_mutex_lock(&table_lock);
+	while (table_update(NULL, r))
+		relax();
+	pthread_mutex_unlock(&table_lock);
+}
+
+static int mp_harvest(struct uffdwp_ctx *ctx)
+{
+	struct mp_state *s = ctx->bdata;
+	struct region_set *set = ctx->regions;
+	struct region *r;
+	size_t i, p, q;
+	int ret = 0;
+
+	__atomic_store_n(&s->paused, 1, __ATOMIC_SEQ_CST);
+	wait_no_handlers();
+	for (i = 0; set && i < set->n && !ret; i++) {
+		r = set->r[i];
+		if (!r)
+			continue;
+		ret = note_zaps(s, r, false);
+		if (ret)
+			break;
+		/* Queue the runs about to be taken, then take them. */
+		for (p = dirtymap_next_set(&r->recorded, 0); p < r->npages;
+		     p = dirtymap_next_set(&r->recorded, q)) {
+			q = dirtymap_next_clear(&r->recorded, p);
+			ret = wpbatch_protect(&ctx->batch,
+					      r->start + p * page_size(),
+					      (q - p) * page_size(), r);
+			if (ret)
+				break;
+		}
+		if (!ret)
+			dirtymap_take(&r->pending, &r->recorded);
+	}
+	if (!ret)
+		ret = wpbatch_flush(&ctx->batch, &mp_target);
+	if (ret) {
+		/* Whatever was not re-protected must be recorded again. */
+		for (i = 0; set && i < set->n; i++)
+			if (set->r[i])
+				dirtymap_or(&set->r[i]->recorded,
+					    &set->r[i]->pending);
+	}
+	__atomic_store_n(&s->paused, 0, __ATOMIC_SEQ_CST);
+	return ret;
+}
+
+const struct backend_ops backend_mprotect = {
+	.id = UFFDWP_BACKEND_MPROTECT,
+	.init = mp_init,
+	.fini = mp_fini,
+	.refuse = mp_refuse,
+	.track = mp_track,
+	.untrack = mp_untrack,
+	.harvest = mp_harvest,
+};

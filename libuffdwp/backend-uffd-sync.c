@@ -1,0 +1,268 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * uffd_sync: tracked pages are write-protected with UFFDIO_WRITEPROTECT; a
+ * write blocks its thread and sends a message to the library's handler
+ * threads (handler.c), which record the page and unprotect it.
+ *
+ * Collect protocol (invariant 3.3): take the resolve lock exclusively, which
+ * pauses resolution (faulting writers wait in the queue); move the recorded
+ * pages to pending; re-protect their runs through the wp batch and wait for
+ * the flush; release. Faults queued meanwhile belong to the next epoch.
+ *
+ * Without UFFD_FEATURE_WP_UNPOPULATED (before 6.4) write-protecting a page
+ * with no PTE does nothing, so such pages are populated first, with the
+ * shared zero page (MADV_POPULATE_READ): no memory is spent, and a write to
+ * the zero page still faults to us.
+ */
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "handler.h"
+#include "testhooks.h"
+#include "uffd.h"
+
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22 /* 5.14 */
+#endif
+
+struct uffdwp_test_hooks uffdwp_test_hooks;
+
+static struct sync_state *st(struct uffdwp_ctx *ctx)
+{
+	return ctx->bdata;
+}
+
+static int sync_protect(void *arg, uintptr_t start, size_t len)
+{
+	return uffd_writeprotect(*(int *)arg, (void *)start, len,
+				 UFFDIO_WRITEPROTECT_MODE_WP);
+}
+
+static int sync_unprotect(void *arg, uintptr_t start, size_t len)
+{
+	return uffd_writeprotect(*(int *)arg, (void *)start, len,
+				 UFFDIO_WRITEPROTECT_MODE_DONTWAKE);
+}
+
+static int sync_wake(void *arg, uintptr_t start, size_t len)
+{
+	return uffd_wake(*(int *)arg, (void *)start, len);
+}
+
+static struct wp_target target(struct sync_state *s)
+{
+	return (struct wp_target){
+		.protect = sync_protect,
+		.unprotect = sync_unprotect,
+		.wake = sync_wake,
+		.arg = &s->uffd,
+	};
+}
+
+static int sync_init(struct uffdwp_ctx *ctx, const struct uffdwp_ctx_opts *o)
+{
+	struct uffdwp_caps caps = { .sz = sizeof(caps) };
+	pthread_rwlockattr_t attr;
+	struct sync_state *s;
+	uint64_t want;
+	int ret;
+
+	ret = uffdwp_probe(&caps);
+	if (ret)
+		return ret;
+	s = handler_zalloc(sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->stopfd = -1;
+	s->uffd = uffd_open(caps.uffd_mode, O_CLOEXEC | O_NONBLOCK);
+	if (s->uffd < 0) {
+		ret = s->uffd;
+		handler_free(s, sizeof(*s));
+		return ret;
+	}
+	/* Events keep the tracking honest when the address space changes
+	 * under it; EVENT_FORK is left out: children get -ECHILD and the
+	 * kernel already drops registration in them without it. */
+	want = SYNC_UFFD_FEATURES | UFFD_FEATURE_EVENT_REMOVE |
+	       UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_REMAP |
+	       UFFD_FEATURE_THREAD_ID;
+	want |= caps.uffd_features &
+		(UFFD_FEATURE_WP_UNPOPULATED | UFFD_FEATURE_WP_HUGETLBFS_SHMEM);
+	ret = uffd_api(s->uffd, want, &s->features);
+	if (ret)
+		goto err;
+	s->features = want;
+	s->unpopulated = want & UFFD_FEATURE_WP_UNPOPULATED;
+
+	/* Writer preference: a stream of faults must not starve a collect. */
+	pthread_rwlockattr_init(&attr);
+	pthread_rwlockattr_setkind_np(
+		&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&s->resolve, &attr);
+	pthread_rwlockattr_destroy(&attr);
+
+	ctx->bdata = s;
+	ret = handler_start(ctx, s, ctx->handler_threads);
+	if (ret) {
+		pthread_rwlock_destroy(&s->resolve);
+		goto err;
+	}
+	return 0;
+err:
+	close(s->uffd);
+	handler_free(s, sizeof(*s));
+	ctx->bdata = NULL;
+	return ret;
+}
+
+static void sync_fini(struct uffdwp_ctx *ctx, bool in_child)
+{
+	struct sync_state *s = st(ctx);
+
+	/* A child has none of the parent's threads to stop. */
+	if (!in_child) {
+		handler_stop(s);
+		pthread_rwlock_destroy(&s->resolve);
+	} else if (s->stopfd >= 0) {
+		close(s->stopfd);
+	}
+	close(s->uffd);
+	handler_free(s, sizeof(*s));
+	ctx->bdata = NULL;
+}
+
+static const char *sync_refuse(struct uffdwp_ctx *ctx, int memtype)
+{
+	struct sync_state *s = st(ctx);
+
+	if (memtype == MEM_FILE)
+		return "regular files cannot be registered for synchronous write-protect; use uffd_async";
+	if (memtype == MEM_HUGETLB)
+		return "hugetlbfs ranges are not supported yet";
+	if (memtype == MEM_SHMEM &&
+	    !(s->features & UFFD_FEATURE_WP_HUGETLBFS_SHMEM))
+		return "shmem write-protect needs UFFD_FEATURE_WP_HUGETLBFS_SHMEM (5.19)";
+	return NULL;
+}
+
+/* Give PTE-less pages the zero page, so write-protect sticks to them. */
+static int populate(struct sync_state *s, uintptr_t start, size_t len)
+{
+	volatile const char *p;
+	uintptr_t a;
+
+	if (s->unpopulated)
+		return 0;
+	if (!madvise((void *)start, len, MADV_POPULATE_READ))
+		return 0;
+	if (errno != EINVAL)
+		return neg_errno();
+	/* Before 5.14: read one byte per page. */
+	for (a = start; a < start + len; a += page_size()) {
+		p = (volatile const char *)a;
+		(void)*p;
+	}
+	return 0;
+}
+
+static int sync_track(struct uffdwp_ctx *ctx, struct region *r)
+{
+	struct sync_state *s = st(ctx);
+	struct wp_target t = target(s);
+	size_t len = r->end - r->start;
+	int ret;
+
+	ret = uffd_register(s->uffd, (void *)r->start, len,
+			    UFFDIO_REGISTER_MODE_WP, NULL);
+	if (ret)
+		return ret == -EBUSY ? -EEXIST : ret;
+	ret = populate(s, r->start, len);
+	if (!ret)
+		ret = wpbatch_protect(&ctx->batch, r->start, len, r);
+	if (!ret)
+		ret = wpbatch_flush(&ctx->batch, &t);
+	if (ret)
+		uffd_unregister(s->uffd, (void *)r->start, len);
+	return ret;
+}
+
+static void sync_untrack(struct uffdwp_ctx *ctx, struct region *r)
+{
+	/* Unregistering drops the protection and wakes blocked writers. */
+	uffd_unregister(st(ctx)->uffd, (void *)r->start, r->end - r->start);
+}
+
+/* Clear from @m every page of @gone (unmapped or moved away). */
+static void drop_gone(struct dirtymap *m, const struct dirtymap *gone)
+{
+	size_t i;
+
+	for (i = 0; i < DIRTYMAP_WORDS(m->nbits); i++)
+		if (gone->w[i])
+			__atomic_fetch_and(&m->w[i], ~gone->w[i],
+					   __ATOMIC_RELAXED);
+}
+
+static int sync_harvest(struct uffdwp_ctx *ctx)
+{
+	struct sync_state *s = st(ctx);
+	struct wp_target t = target(s);
+	struct region_set *set = ctx->regions;
+	bool paused = !uffdwp_test_hooks.break_sync_collect;
+	struct region *r;
+	size_t i, p, q, ps = page_size();
+	int ret = 0;
+
+	if (paused)
+		pthread_rwlock_wrlock(&s->resolve);
+	handler_quiesce_events(s);
+	for (i = 0; set && i < set->n && !ret; i++) {
+		r = set->r[i];
+		if (!r)
+			continue;
+		drop_gone(&r->recorded, &r->gone);
+		drop_gone(&r->pending, &r->gone);
+		for (p = dirtymap_next_set(&r->recorded, 0); p < r->npages;
+		     p = dirtymap_next_set(&r->recorded, q)) {
+			q = dirtymap_next_clear(&r->recorded, p);
+			/* Zapped pages lost their PTE: give them one. */
+			ret = populate(s, r->start + p * ps, (q - p) * ps);
+			if (!ret)
+				ret = wpbatch_protect(&ctx->batch,
+						      r->start + p * ps,
+						      (q - p) * ps, r);
+			if (ret)
+				break;
+		}
+		dirtymap_take(&r->pending, &r->recorded);
+	}
+	if (!ret)
+		ret = wpbatch_flush(&ctx->batch, &t);
+	else
+		wpbatch_flush(&ctx->batch, &t);
+	if (ret) {
+		/* Not re-protected for sure: record them again, so the next
+		 * collect re-protects and reports them (a superset). */
+		for (i = 0; set && i < set->n; i++)
+			if (set->r[i])
+				dirtymap_or(&set->r[i]->recorded,
+					    &set->r[i]->pending);
+	}
+	if (paused)
+		pthread_rwlock_unlock(&s->resolve);
+	return ret;
+}
+
+const struct backend_ops backend_uffd_sync = {
+	.id = UFFDWP_BACKEND_UFFD_SYNC,
+	.init = sync_init,
+	.fini = sync_fini,
+	.refuse = sync_refuse,
+	.track = sync_track,
+	.untrack = sync_untrack,
+	.harvest = sync_harvest,
+};

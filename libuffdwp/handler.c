@@ -1,0 +1,314 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The uffd_sync fault loop (see handler.h).
+ *
+ * Rules (invariant 3.6): a handler never touches tracked memory: its
+ * buffers come from mmap at start, not from a heap the program may track;
+ * it blocks all signals; it never forks, mremaps or munmaps. A page is
+ * recorded before it is unprotected, so an unprotected page is always in
+ * a recorded set, and both happen under the shared resolve lock, so a
+ * collect (exclusive) never sees one without the other.
+ */
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <urcu/urcu-bp.h>
+
+#include "handler.h"
+#include "testhooks.h"
+#include "uffd.h"
+
+/* Messages per read(2): one system call serves a burst of faults. */
+#define MSGS 64
+/* Pages waiting for a retry: after EAGAIN (an event in delivery), or while
+ * a collect pauses resolution. New messages are read only while there is
+ * room for them here, so no fault is ever dropped. */
+#define RETRY_CAP (4 * MSGS)
+#define BACKOFF_MAX_MS 64
+/* How often a handler looks again while a collect holds resolution. */
+#define PAUSED_POLL_MS 1
+
+struct handler {
+	struct uffdwp_ctx *ctx;
+	struct sync_state *s;
+	struct uffd_msg msgs[MSGS];
+	uintptr_t pages[RETRY_CAP];
+	uintptr_t retry[RETRY_CAP];
+	size_t nretry;
+	struct wp_op prot[RETRY_CAP], unprot[RETRY_CAP];
+	struct wpbatch batch;
+};
+
+static int sync_unprotect(void *arg, uintptr_t start, size_t len)
+{
+	return uffd_writeprotect(*(int *)arg, (void *)start, len,
+				 UFFDIO_WRITEPROTECT_MODE_DONTWAKE);
+}
+
+static int sync_wake(void *arg, uintptr_t start, size_t len)
+{
+	return uffd_wake(*(int *)arg, (void *)start, len);
+}
+
+static int cmp_page(const void *a, const void *b)
+{
+	uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* Sort and drop duplicates: several threads fault on one page. */
+static size_t dedupe(uintptr_t *v, size_t n)
+{
+	size_t i, j, out = 0;
+	uintptr_t t;
+
+	/* Insertion sort: small n, and no allocation. */
+	for (i = 1; i < n; i++) {
+		t = v[i];
+		for (j = i; j > 0 && cmp_page(&v[j - 1], &t) > 0; j--)
+			v[j] = v[j - 1];
+		v[j] = t;
+	}
+	for (i = 0; i < n; i++)
+		if (!out || v[out - 1] != v[i])
+			v[out++] = v[i];
+	return out;
+}
+
+static void mark_range(struct region_set *set, uintptr_t start, uintptr_t end,
+		       bool gone)
+{
+	size_t i, a, b;
+	struct region *r;
+
+	for (i = 0; set && i < set->n; i++) {
+		r = __atomic_load_n(&set->r[i], __ATOMIC_ACQUIRE);
+		if (!r || r->end <= start || r->start >= end)
+			continue;
+		a = region_page(r, start > r->start ? start : r->start);
+		b = region_page(r, end < r->end ? end : r->end);
+		/* Zapped pages read as zeros now: changed, so dirty. Gone
+		 * pages are no longer there to report. */
+		dirtymap_set_range(gone ? &r->gone : &r->recorded, a, b - a);
+	}
+}
+
+/*
+ * Address-space events, handled at once and without the resolve lock (only
+ * atomic bit marks), so they are read even while a collect pauses fault
+ * resolution: the thread that caused one waits until it is read, and the
+ * collect's own ioctls get EAGAIN until then.
+ */
+static void handle_event(struct handler *h, struct region_set *set,
+			 const struct uffd_msg *m)
+{
+	struct uffdwp_ctx *ctx = h->ctx;
+
+	switch (m->event) {
+	case UFFD_EVENT_REMOVE:
+		mark_range(set, m->arg.remove.start, m->arg.remove.end, false);
+		break;
+	case UFFD_EVENT_UNMAP:
+		mark_range(set, m->arg.remove.start, m->arg.remove.end, true);
+		break;
+	case UFFD_EVENT_REMAP:
+		mark_range(set, m->arg.remap.from,
+			   m->arg.remap.from + m->arg.remap.len, true);
+		/* The moved VMA stays registered with us but is no tracked
+		 * range: release it, or its writers would fault forever. */
+		uffd_unregister(h->s->uffd, (void *)(uintptr_t)m->arg.remap.to,
+				m->arg.remap.len);
+		break;
+	default:
+		return;
+	}
+	cnt_add(&ctx->cnt.events, 1);
+}
+
+/*
+ * Record and resolve @n deduplicated pages. Returns -EBUSY if a collect
+ * holds resolution, -EAGAIN if the kernel refused an unprotect while an
+ * event was being delivered; the pages then go to the retry list.
+ */
+static int resolve(struct handler *h, uintptr_t *pages, size_t n)
+{
+	struct uffdwp_ctx *ctx = h->ctx;
+	struct sync_state *s = h->s;
+	const struct wp_target t = {
+		.unprotect = sync_unprotect,
+		.wake = sync_wake,
+		.arg = &s->uffd,
+	};
+	struct region_set *set;
+	struct region *r;
+	size_t i, ps = page_size();
+	int ret;
+
+	if (!n)
+		return 0;
+	if (!uffdwp_test_hooks.break_sync_collect &&
+	    pthread_rwlock_tryrdlock(&s->resolve))
+		return -EBUSY;
+	urcu_bp_read_lock();
+	set = rcu_dereference(ctx->regions);
+	for (i = 0; i < n; i++) {
+		r = regions_lookup(set, pages[i]);
+		if (r)
+			dirtymap_set(&r->recorded, region_page(r, pages[i]));
+		/* Untracked now (a stale message, or a range being
+		 * untracked): unprotecting it is what untracking does. */
+		wpbatch_unprotect(&h->batch, pages[i], ps);
+	}
+	urcu_bp_read_unlock();
+	if (uffdwp_test_hooks.break_sync_collect) {
+		struct timespec ts = { 0, 200000 };
+
+		nanosleep(&ts, NULL);
+	}
+	/* The flush barrier: no fault is resolved while a change the
+	 * context's batch holds could cover its page. That batch belongs to
+	 * track or collect, which flush it before they return; wait for it.
+	 * The hashed filter makes this a load when nothing is pending. */
+	for (i = 0; i < n; i++)
+		while (wpbatch_may_cover(&ctx->batch, pages[i]))
+			sched_yield();
+	ret = wpbatch_flush(&h->batch, &t);
+	if (!uffdwp_test_hooks.break_sync_collect)
+		pthread_rwlock_unlock(&s->resolve);
+	cnt_add(&ctx->cnt.faults, n);
+	return ret;
+}
+
+static void *handler_main(void *arg)
+{
+	struct handler *h = arg;
+	struct sync_state *s = h->s;
+	struct pollfd pfd[2] = {
+		{ .fd = s->uffd, .events = POLLIN },
+		{ .fd = s->stopfd, .events = POLLIN },
+	};
+	struct region_set *set;
+	int backoff = 0, timeout, ret;
+	size_t n, i, np, room;
+	ssize_t got;
+
+	for (;;) {
+		timeout = -1;
+		if (h->nretry)
+			timeout = backoff ? backoff : PAUSED_POLL_MS;
+		ret = poll(pfd, 2, timeout);
+		if (ret < 0 && errno != EINTR)
+			break;
+		if (pfd[1].revents)
+			break;
+		np = 0;
+		/* Retries first: their writers have waited longest. */
+		for (i = 0; i < h->nretry; i++)
+			h->pages[np++] = h->retry[i];
+		h->nretry = 0;
+		room = (RETRY_CAP - np) < MSGS ? RETRY_CAP - np : MSGS;
+		got = 0;
+		__atomic_fetch_add(&s->reading, 1, __ATOMIC_SEQ_CST);
+		if (pfd[0].revents && room)
+			got = read(s->uffd, h->msgs, room * sizeof(h->msgs[0]));
+		n = got > 0 ? (size_t)got / sizeof(h->msgs[0]) : 0;
+		for (i = 0; i < n; i++) {
+			const struct uffd_msg *m = &h->msgs[i];
+
+			if (m->event == UFFD_EVENT_PAGEFAULT) {
+				h->pages[np++] = m->arg.pagefault.address &
+						 ~(uint64_t)(page_size() - 1);
+				continue;
+			}
+			urcu_bp_read_lock();
+			set = rcu_dereference(h->ctx->regions);
+			handle_event(h, set, m);
+			urcu_bp_read_unlock();
+		}
+		__atomic_fetch_sub(&s->reading, 1, __ATOMIC_SEQ_CST);
+		np = dedupe(h->pages, np);
+		ret = resolve(h, h->pages, np);
+		if (ret == -EBUSY || ret == -EAGAIN) {
+			/* Keep their writers blocked; look again soon, and
+			 * keep reading events meanwhile. */
+			for (i = 0; i < np; i++)
+				h->retry[h->nretry++] = h->pages[i];
+			if (ret == -EAGAIN) {
+				cnt_add(&h->ctx->cnt.retries, 1);
+				backoff = backoff ? backoff * 2 : 1;
+				if (backoff > BACKOFF_MAX_MS)
+					backoff = BACKOFF_MAX_MS;
+			}
+		} else {
+			backoff = 0;
+		}
+	}
+	urcu_bp_unregister_thread();
+	return NULL;
+}
+
+int handler_start(struct uffdwp_ctx *ctx, struct sync_state *s, unsigned int n)
+{
+	sigset_t all, old;
+	struct handler *h;
+	unsigned int i;
+	int ret = 0;
+
+	s->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (s->stopfd < 0)
+		return neg_errno();
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	for (i = 0; i < n; i++) {
+		h = handler_zalloc(sizeof(*h));
+		if (!h) {
+			ret = -ENOMEM;
+			break;
+		}
+		h->ctx = ctx;
+		h->s = s;
+		wpbatch_init_fixed(&h->batch, h->prot, h->unprot,
+				   ARRAY_SIZE(h->prot), &ctx->wp);
+		ret = -pthread_create(&s->tid[i], NULL, handler_main, h);
+		if (ret) {
+			handler_free(h, sizeof(*h));
+			break;
+		}
+		s->handlers[i] = h;
+		s->nthreads++;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (ret)
+		handler_stop(s);
+	return ret;
+}
+
+void handler_quiesce_events(struct sync_state *s)
+{
+	while (__atomic_load_n(&s->reading, __ATOMIC_SEQ_CST))
+		sched_yield();
+}
+
+void handler_stop(struct sync_state *s)
+{
+	uint64_t one = 1;
+	unsigned int i;
+
+	if (write(s->stopfd, &one, sizeof(one)) != sizeof(one))
+		abort(); /* an eventfd write of 1 cannot fail */
+	for (i = 0; i < s->nthreads; i++) {
+		pthread_join(s->tid[i], NULL);
+		handler_free(s->handlers[i], sizeof(struct handler));
+	}
+	s->nthreads = 0;
+	close(s->stopfd);
+	s->stopfd = -1;
+}

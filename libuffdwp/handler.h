@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The synchronous fault loop of uffd_sync: library-owned threads read fault
+ * and event messages in batches, deduplicate pages, record them, and resolve
+ * them through a wp batch (unprotect without wake, one wake per run).
+ */
+#ifndef UFFDWP_HANDLER_H
+#define UFFDWP_HANDLER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "ctx.h"
+
+struct sync_state {
+	int uffd;
+	int stopfd; /* eventfd: handlers exit when it is readable */
+	uint64_t features;
+	bool unpopulated; /* UFFD_FEATURE_WP_UNPOPULATED */
+	/* Handlers hold it shared while they record and resolve; a collect
+	 * holds it exclusive, which pauses resolution (invariant 3.3). */
+	pthread_rwlock_t resolve;
+	/* Handlers between reading messages and marking their events: a
+	 * program's MADV_DONTNEED returns once its event was read, and a
+	 * collect after it must see the mark (handler_quiesce_events()). */
+	unsigned long reading;
+	unsigned int nthreads;
+	pthread_t tid[64];
+	void *handlers[64];
+};
+
+/* Start @n handler threads with every signal blocked. */
+int handler_start(struct uffdwp_ctx *ctx, struct sync_state *s, unsigned int n);
+void handler_stop(struct sync_state *s);
+
+/* Wait until every event read so far has been marked. */
+void handler_quiesce_events(struct sync_state *s);
+
+#endif /* UFFDWP_HANDLER_H */

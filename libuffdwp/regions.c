@@ -1,0 +1,198 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Tracked ranges: see region.h.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <urcu/urcu-bp.h>
+
+#include "internal.h"
+#include "region.h"
+
+static int region_cmp(const struct region *a, const struct region *b)
+{
+	return (a->start > b->start) - (a->start < b->start);
+}
+
+RB_HEAD(region_tree, region);
+/* libbsd's RB_GENERATE_STATIC needs a __unused it leaves undefined. */
+RB_GENERATE_INTERNAL(region_tree, region, node, region_cmp,
+		     __attribute__((unused)) static)
+
+static struct region_tree claims = RB_INITIALIZER(&claims);
+static pthread_mutex_t claims_lock = PTHREAD_MUTEX_INITIALIZER;
+
+struct region *region_new(struct uffdwp_ctx *ctx, uintptr_t start, size_t len,
+			  unsigned int flags, int memtype)
+{
+	struct region *r = calloc(1, sizeof(*r));
+	size_t n = len / page_size();
+
+	if (!r)
+		return NULL;
+	r->start = start;
+	r->end = start + len;
+	r->npages = n;
+	r->flags = flags;
+	r->memtype = memtype;
+	r->ctx = ctx;
+	if (dirtymap_init(&r->pending, n) || dirtymap_init(&r->recorded, n) ||
+	    dirtymap_init(&r->present, n) || dirtymap_init(&r->gone, n)) {
+		region_free(r);
+		return NULL;
+	}
+	return r;
+}
+
+void region_free(struct region *r)
+{
+	if (!r)
+		return;
+	dirtymap_free(&r->pending);
+	dirtymap_free(&r->recorded);
+	dirtymap_free(&r->present);
+	dirtymap_free(&r->gone);
+	free(r);
+}
+
+int region_claim(struct region *r)
+{
+	struct region *next, *prev;
+	int ret = 0;
+
+	pthread_mutex_lock(&claims_lock);
+	next = RB_NFIND(region_tree, &claims, r);
+	prev = next ? RB_PREV(region_tree, &claims, next) :
+		      RB_MAX(region_tree, &claims);
+	if ((next && next->start < r->end) || (prev && prev->end > r->start))
+		ret = -EEXIST;
+	else
+		RB_INSERT(region_tree, &claims, r);
+	pthread_mutex_unlock(&claims_lock);
+	return ret;
+}
+
+bool region_overlaps(uintptr_t start, uintptr_t end)
+{
+	struct region key = { .start = start, .end = end };
+	struct region *next, *prev;
+	bool ret;
+
+	pthread_mutex_lock(&claims_lock);
+	next = RB_NFIND(region_tree, &claims, &key);
+	prev = next ? RB_PREV(region_tree, &claims, next) :
+		      RB_MAX(region_tree, &claims);
+	ret = (next && next->start < end) || (prev && prev->end > start);
+	pthread_mutex_unlock(&claims_lock);
+	return ret;
+}
+
+void region_unclaim(struct region *r)
+{
+	pthread_mutex_lock(&claims_lock);
+	RB_REMOVE(region_tree, &claims, r);
+	pthread_mutex_unlock(&claims_lock);
+}
+
+static struct region_set *set_alloc(size_t n)
+{
+	struct region_set *s = malloc(sizeof(*s) + n * sizeof(s->r[0]));
+
+	if (s)
+		s->n = n;
+	return s;
+}
+
+int regions_add(struct region_set **set, struct region *r)
+{
+	struct region_set *old = *set, *s;
+	size_t n = old ? old->n : 0, i, j = 0;
+
+	s = set_alloc(n + 1);
+	if (!s)
+		return -ENOMEM;
+	for (i = 0; i < n && old->r[i]->start < r->start; i++)
+		s->r[j++] = old->r[i];
+	s->r[j++] = r;
+	for (; i < n; i++)
+		s->r[j++] = old->r[i];
+	rcu_assign_pointer(*set, s);
+	urcu_bp_synchronize_rcu();
+	free(old);
+	return 0;
+}
+
+void regions_remove(struct region_set **set, struct region *r)
+{
+	struct region_set *old = *set, *s;
+	size_t i, j = 0;
+
+	/* If the smaller array cannot be had, an empty slot keeps it
+	 * correct: lookups skip NULL. */
+	s = set_alloc(old->n - 1);
+	if (s) {
+		for (i = 0; i < old->n; i++)
+			if (old->r[i] != r)
+				s->r[j++] = old->r[i];
+		rcu_assign_pointer(*set, s);
+		urcu_bp_synchronize_rcu();
+		free(old);
+	} else {
+		for (i = 0; i < old->n; i++)
+			if (old->r[i] == r)
+				__atomic_store_n(&old->r[i], NULL,
+						 __ATOMIC_RELEASE);
+		urcu_bp_synchronize_rcu();
+	}
+}
+
+void regions_free(struct region_set **set)
+{
+	free(*set);
+	*set = NULL;
+}
+
+struct region *regions_lookup(struct region_set *set, uintptr_t addr)
+{
+	size_t lo = 0, hi, mid;
+	struct region *r;
+
+	if (!set)
+		return NULL;
+	hi = set->n;
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		r = __atomic_load_n(&set->r[mid], __ATOMIC_ACQUIRE);
+		if (!r) {
+			/* A removed slot: fall back to a linear look. */
+			for (mid = 0; mid < set->n; mid++) {
+				r = __atomic_load_n(&set->r[mid],
+						    __ATOMIC_ACQUIRE);
+				if (r && addr >= r->start && addr < r->end)
+					return r;
+			}
+			return NULL;
+		}
+		if (addr < r->start)
+			hi = mid;
+		else if (addr >= r->end)
+			lo = mid + 1;
+		else
+			return r;
+	}
+	return NULL;
+}
+
+struct region *regions_find_exact(struct region_set *set, uintptr_t start,
+				  size_t len)
+{
+	size_t i;
+
+	for (i = 0; set && i < set->n; i++)
+		if (set->r[i] && set->r[i]->start == start &&
+		    set->r[i]->end - set->r[i]->start == len)
+			return set->r[i];
+	return NULL;
+}

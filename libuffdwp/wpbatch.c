@@ -1,0 +1,186 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The wp batch: see wpbatch.h.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "wpbatch.h"
+
+/* EAGAIN means an address-space event is being delivered: wait it out. */
+#define RETRY_MAX 200
+
+void wpbatch_init(struct wpbatch *b, size_t protect_gap,
+		  struct wp_counters *stats)
+{
+	memset(b, 0, sizeof(*b));
+	b->protect_gap = protect_gap;
+	b->stats = stats;
+	b->max_retries = RETRY_MAX;
+}
+
+void wpbatch_init_fixed(struct wpbatch *b, struct wp_op *prot,
+			struct wp_op *unprot, size_t cap,
+			struct wp_counters *stats)
+{
+	memset(b, 0, sizeof(*b));
+	b->prot = prot;
+	b->unprot = unprot;
+	b->capprot = b->capunprot = cap;
+	b->fixed = true;
+	b->stats = stats;
+}
+
+void wpbatch_fini(struct wpbatch *b)
+{
+	if (!b->fixed) {
+		free(b->prot);
+		free(b->unprot);
+	}
+	memset(b, 0, sizeof(*b));
+}
+
+static void filter_add(struct wpbatch *b, uintptr_t start, size_t len)
+{
+	uint64_t bits = 0;
+	uintptr_t a;
+
+	if (len >= 64 * page_size()) {
+		bits = ~0ULL;
+	} else {
+		for (a = start; a < start + len; a += page_size())
+			bits |= 1ULL << ((a >> 12) & 63);
+	}
+	__atomic_fetch_or(&b->filter, bits, __ATOMIC_RELEASE);
+}
+
+static int push(struct wp_op **v, size_t *n, size_t *cap, bool fixed,
+		struct wp_op op)
+{
+	struct wp_op *nv;
+
+	if (*n == *cap) {
+		if (fixed)
+			return -ENOSPC;
+		nv = reallocarray(*v, *cap ? *cap * 2 : 64, sizeof(**v));
+		if (!nv)
+			return -ENOMEM;
+		*v = nv;
+		*cap = *cap ? *cap * 2 : 64;
+	}
+	(*v)[(*n)++] = op;
+	return 0;
+}
+
+int wpbatch_protect(struct wpbatch *b, uintptr_t start, size_t len,
+		    const void *owner)
+{
+	struct wp_op op = { start, start + len, owner };
+	int ret = push(&b->prot, &b->nprot, &b->capprot, b->fixed, op);
+
+	if (!ret) {
+		filter_add(b, start, len);
+		cnt_add(&b->stats->queued, 1);
+	}
+	return ret;
+}
+
+int wpbatch_unprotect(struct wpbatch *b, uintptr_t start, size_t len)
+{
+	struct wp_op op = { start, start + len, NULL };
+	int ret = push(&b->unprot, &b->nunprot, &b->capunprot, b->fixed, op);
+
+	if (!ret) {
+		filter_add(b, start, len);
+		cnt_add(&b->stats->queued, 1);
+	}
+	return ret;
+}
+
+/*
+ * Shell sort in place: qsort() may malloc a merge buffer, and a fault
+ * handler must not allocate (the program may track its own heap).
+ */
+static void sort_ops(struct wp_op *v, size_t n)
+{
+	static const size_t gaps[] = { 701, 301, 132, 57, 23, 10, 4, 1 };
+	struct wp_op t;
+	size_t g, i, j, gap;
+
+	for (g = 0; g < ARRAY_SIZE(gaps); g++) {
+		gap = gaps[g];
+		for (i = gap; i < n; i++) {
+			t = v[i];
+			for (j = i; j >= gap && v[j - gap].start > t.start;
+			     j -= gap)
+				v[j] = v[j - gap];
+			v[j] = t;
+		}
+	}
+}
+
+/* Sort and merge in place; returns the number of runs left. */
+static size_t merge(struct wp_op *v, size_t n, size_t gap)
+{
+	size_t i, out = 0;
+
+	if (!n)
+		return 0;
+	sort_ops(v, n);
+	for (i = 1; i < n; i++) {
+		struct wp_op *last = &v[out];
+		bool joins = v[i].start <= last->end ||
+			     (gap && v[i].owner && v[i].owner == last->owner &&
+			      v[i].start - last->end <= gap);
+
+		if (joins) {
+			if (v[i].end > last->end)
+				last->end = v[i].end;
+		} else {
+			v[++out] = v[i];
+		}
+	}
+	return out + 1;
+}
+
+static int call(struct wpbatch *b, int (*fn)(void *, uintptr_t, size_t),
+		void *arg, const struct wp_op *op)
+{
+	struct timespec ts = { 0, 100000 };
+	int ret, tries = 0;
+
+	for (;;) {
+		cnt_add(&b->stats->calls, 1);
+		ret = fn(arg, op->start, op->end - op->start);
+		if (ret != -EAGAIN || ++tries > (int)b->max_retries)
+			return ret;
+		cnt_add(&b->stats->retries, 1);
+		nanosleep(&ts, NULL);
+		if (ts.tv_nsec < 8000000)
+			ts.tv_nsec *= 2;
+	}
+}
+
+int wpbatch_flush(struct wpbatch *b, const struct wp_target *t)
+{
+	size_t i, np, nu;
+	int ret = 0;
+
+	np = merge(b->prot, b->nprot, b->protect_gap);
+	nu = merge(b->unprot, b->nunprot, 0);
+	for (i = 0; i < np && !ret; i++) {
+		ret = call(b, t->protect, t->arg, &b->prot[i]);
+		if (!ret)
+			cnt_add(&b->stats->pages,
+				(b->prot[i].end - b->prot[i].start) /
+					page_size());
+	}
+	for (i = 0; i < nu && !ret; i++)
+		ret = call(b, t->unprotect, t->arg, &b->unprot[i]);
+	for (i = 0; i < nu && t->wake; i++)
+		call(b, t->wake, t->arg, &b->unprot[i]);
+	b->nprot = b->nunprot = 0;
+	__atomic_store_n(&b->filter, 0, __ATOMIC_RELEASE);
+	return ret;
+}
