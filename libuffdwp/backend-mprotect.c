@@ -26,13 +26,12 @@
 #include <unistd.h>
 
 #include "backend.h"
-#include "pagemap.h"
+#include "zaps.h"
 
 struct mp_state {
 	int paused; /* collect in progress: handlers wait */
-	int pagemap;
-	bool scan; /* PAGEMAP_SCAN can read presence */
-	struct dirtymap now; /* scratch for presence */
+	/* MADV_DONTNEED raises no fault here: zaps come from pagemap. */
+	struct zap_state zaps;
 };
 
 struct sig_table {
@@ -179,14 +178,6 @@ static int install_handler(void)
 	return 0;
 }
 
-static bool mapped(uintptr_t page)
-{
-	/* msync(2) fails with ENOMEM on an unmapped page, and does no I/O
-	 * with MS_ASYNC on anonymous memory. */
-	return msync((void *)page, page_size(), MS_ASYNC) == 0 ||
-	       errno != ENOMEM;
-}
-
 static int mp_protect(void *arg, uintptr_t start, size_t len)
 {
 	uintptr_t a;
@@ -226,9 +217,11 @@ static int mp_init(struct uffdwp_ctx *ctx, const struct uffdwp_ctx_opts *o)
 	s = handler_zalloc(sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	/* Zaps are only visible in pagemap: without it they go unseen. */
-	s->pagemap = pagemap_open();
-	s->scan = caps.pagemap_scan;
+	ret = zaps_init(&s->zaps, caps.pagemap_scan);
+	if (ret) {
+		handler_free(s, sizeof(*s));
+		return ret;
+	}
 	ctx->bdata = s;
 	return 0;
 }
@@ -237,49 +230,9 @@ static void mp_fini(struct uffdwp_ctx *ctx, bool in_child)
 {
 	struct mp_state *s = ctx->bdata;
 
-	if (s->pagemap >= 0)
-		close(s->pagemap);
-	dirtymap_free(&s->now);
+	zaps_fini(&s->zaps);
 	handler_free(s, sizeof(*s));
 	ctx->bdata = NULL;
-}
-
-/*
- * MADV_DONTNEED raises no fault: a page present at the last collect and
- * absent now was zapped, its contents are zeros, so it counts as written.
- */
-static int note_zaps(struct mp_state *s, struct region *r, bool first)
-{
-	size_t i;
-	int ret;
-
-	if (s->pagemap < 0)
-		return 0;
-	if (s->now.nbits < r->npages) {
-		dirtymap_free(&s->now);
-		ret = dirtymap_init(&s->now, r->npages);
-		if (ret)
-			return ret;
-	}
-	ret = pagemap_presence(s->pagemap, r->start, r->npages, &s->now,
-			       s->scan);
-	if (ret)
-		return ret;
-	for (i = 0; !first && i < DIRTYMAP_WORDS(r->npages); i++) {
-		uint64_t gone = r->present.w[i] & ~s->now.w[i];
-
-		/* Absent because unmapped is not a zap: nothing to report. */
-		while (gone) {
-			size_t bit = (size_t)__builtin_ctzll(gone);
-
-			gone &= gone - 1;
-			if (mapped(r->start + (i * 64 + bit) * page_size()))
-				r->recorded.w[i] |= 1ULL << bit;
-		}
-	}
-	memcpy(r->present.w, s->now.w,
-	       DIRTYMAP_WORDS(r->npages) * sizeof(uint64_t));
-	return 0;
 }
 
 static const char *mp_refuse(struct uffdwp_ctx *ctx, int memtype)
@@ -302,7 +255,7 @@ static int mp_track(struct uffdwp_ctx *ctx, struct region *r)
 	pthread_mutex_unlock(&table_lock);
 	if (ret)
 		return ret;
-	ret = note_zaps(ctx->bdata, r, true);
+	ret = zaps_note(&((struct mp_state *)ctx->bdata)->zaps, r, true);
 	if (!ret)
 		ret = wpbatch_protect(&ctx->batch, r->start, r->end - r->start,
 				      r);
@@ -341,7 +294,7 @@ static int mp_harvest(struct uffdwp_ctx *ctx)
 		r = set->r[i];
 		if (!r)
 			continue;
-		ret = note_zaps(s, r, false);
+		ret = zaps_note(&s->zaps, r, false);
 		if (ret)
 			break;
 		/* Queue the runs about to be taken, then take them. */

@@ -17,7 +17,9 @@
 
 #include "backend.h"
 #include "pagemap.h"
+#include "testhooks.h"
 #include "uffd.h"
+#include "zaps.h"
 
 /* Regions per PAGEMAP_SCAN call: 24 KiB of output. */
 #define SCAN_VEC 1024
@@ -25,12 +27,28 @@
 struct async_state {
 	int uffd;
 	int pagemap;
+	/* Kernels with the pagemap-scan-zapped-reported-clean defect report
+	 * a zapped page as clean: look for zaps ourselves there. */
+	bool check_zaps;
+	struct zap_state zaps;
 	struct page_region vec[SCAN_VEC];
 };
 
 static struct async_state *st(struct uffdwp_ctx *ctx)
 {
 	return ctx->bdata;
+}
+
+static bool zapped_clean_defect(void)
+{
+	struct uffdwp_defect d = { .sz = sizeof(d) };
+	size_t i;
+
+	for (i = 0; uffdwp_defect_get(i, &d) == 0; i++)
+		if (!strcmp(d.id, "pagemap-scan-zapped-reported-clean"))
+			return d.status == UFFDWP_DEFECT_PRESENT ||
+			       d.status == UFFDWP_DEFECT_UNKNOWN;
+	return true;
 }
 
 static int async_init(struct uffdwp_ctx *ctx, const struct uffdwp_ctx_opts *o)
@@ -62,6 +80,15 @@ static int async_init(struct uffdwp_ctx *ctx, const struct uffdwp_ctx_opts *o)
 		ret = s->pagemap;
 		goto err_uffd;
 	}
+	s->check_zaps = uffdwp_test_hooks.async_check_zaps ||
+			zapped_clean_defect();
+	if (s->check_zaps) {
+		ret = zaps_init(&s->zaps, true);
+		if (ret) {
+			close(s->pagemap);
+			goto err_uffd;
+		}
+	}
 	ctx->bdata = s;
 	return 0;
 err_uffd:
@@ -75,6 +102,8 @@ static void async_fini(struct uffdwp_ctx *ctx, bool in_child)
 {
 	struct async_state *s = st(ctx);
 
+	if (s->check_zaps)
+		zaps_fini(&s->zaps);
 	close(s->pagemap);
 	close(s->uffd);
 	free(s);
@@ -144,6 +173,8 @@ static int async_track(struct uffdwp_ctx *ctx, struct region *r)
 	/* Arm everything, never-touched pages included (WP_UNPOPULATED):
 	 * writes from now on clear a uffd-wp bit the next scan finds. */
 	ret = scan_region(ctx, r, false);
+	if (!ret && s->check_zaps)
+		ret = zaps_note(&s->zaps, r, true);
 	if (ret)
 		uffd_unregister(s->uffd, (void *)r->start, r->end - r->start);
 	return ret;
@@ -157,18 +188,29 @@ static void async_untrack(struct uffdwp_ctx *ctx, struct region *r)
 
 static int async_harvest(struct uffdwp_ctx *ctx)
 {
+	struct async_state *s = st(ctx);
 	struct region_set *set = ctx->regions;
+	struct region *r;
 	size_t i;
 	int ret;
 
 	for (i = 0; set && i < set->n; i++) {
 		if (!set->r[i])
 			continue;
-		ret = scan_region(ctx, set->r[i], true);
+		r = set->r[i];
+		ret = scan_region(ctx, r, true);
 		/* An unmapped range scans as empty; -ENOENT/-EPERM mean it
 		 * is no longer ours (moved or remapped): nothing to report. */
 		if (ret && ret != -ENOENT && ret != -EPERM)
 			return ret;
+		if (s->check_zaps) {
+			/* After the scan: a zap after it is seen next time,
+			 * and its marker is re-armed by the next scan. */
+			ret = zaps_note(&s->zaps, r, false);
+			if (ret)
+				return ret;
+			dirtymap_take(&r->pending, &r->recorded);
+		}
 	}
 	return 0;
 }

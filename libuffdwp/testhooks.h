@@ -13,6 +13,9 @@ struct uffdwp_test_hooks {
 	 * resolution, and handlers linger between record and unprotect:
 	 * the lost-write race of invariant 3.3. */
 	int break_sync_collect;
+	/* uffd_async looks for zaps itself, as it does on kernels with the
+	 * pagemap-scan-zapped-reported-clean defect (none in the matrix). */
+	int async_check_zaps;
 };
 
 extern struct uffdwp_test_hooks uffdwp_test_hooks;

@@ -306,6 +306,19 @@ START_TEST(broken_sync_protocol_is_caught)
 }
 END_TEST
 
+/*
+ * uffd_async as it runs on kernels whose PAGEMAP_SCAN reports zapped pages
+ * clean (none in the matrix): it finds zaps through pagemap presence.
+ */
+START_TEST(async_zap_check)
+{
+	uffdwp_test_hooks.async_check_zaps = 1;
+	converge(UFFDWP_BACKEND_UFFD_ASYNC, RANDOM, true);
+	converge(UFFDWP_BACKEND_UFFD_ASYNC, HOTSPOT, true);
+	uffdwp_test_hooks.async_check_zaps = 0;
+}
+END_TEST
+
 /* --- bad input ---------------------------------------------------------- */
 
 static struct uffdwp_ctx *new_ctx(int backend)
@@ -868,6 +881,7 @@ static Suite *track_suite(void)
 	TCase *ctx = tcase_create("ctx");
 	TCase *chain = tcase_create("sigsegv-chain");
 	TCase *hook = tcase_create("broken-protocol");
+	TCase *zaps = tcase_create("async-zap-check");
 	size_t i;
 
 	for (i = 0; i < ARRAY_LEN(backends); i++)
@@ -886,6 +900,11 @@ static Suite *track_suite(void)
 	tcase_set_timeout(hook, 300);
 	tcase_add_test(hook, broken_sync_protocol_is_caught);
 	suite_add_tcase(s, hook);
+
+	tcase_set_tags(zaps, "uffd_async");
+	tcase_set_timeout(zaps, 120);
+	tcase_add_test(zaps, async_zap_check);
+	suite_add_tcase(s, zaps);
 	return s;
 }
 
