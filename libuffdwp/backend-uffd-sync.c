@@ -252,8 +252,10 @@ static int sync_harvest(struct uffdwp_ctx *ctx)
 				dirtymap_or(&set->r[i]->recorded,
 					    &set->r[i]->pending);
 	}
-	if (paused)
+	if (paused) {
 		pthread_rwlock_unlock(&s->resolve);
+		handler_kick(s);
+	}
 	return ret;
 }
 

@@ -32,12 +32,14 @@
  * room for them here, so no fault is ever dropped. */
 #define RETRY_CAP (4 * MSGS)
 #define BACKOFF_MAX_MS 64
-/* How often a handler looks again while a collect holds resolution. */
-#define PAUSED_POLL_MS 1
+/* A collect kicks handlers when it resumes resolution; this is only the
+ * fallback in case a kick is missed. */
+#define PAUSED_POLL_MS 20
 
 struct handler {
 	struct uffdwp_ctx *ctx;
 	struct sync_state *s;
+	int kickfd;
 	struct uffd_msg msgs[MSGS];
 	uintptr_t pages[RETRY_CAP];
 	uintptr_t retry[RETRY_CAP];
@@ -191,10 +193,12 @@ static void *handler_main(void *arg)
 {
 	struct handler *h = arg;
 	struct sync_state *s = h->s;
-	struct pollfd pfd[2] = {
+	struct pollfd pfd[3] = {
 		{ .fd = s->uffd, .events = POLLIN },
 		{ .fd = s->stopfd, .events = POLLIN },
+		{ .fd = h->kickfd, .events = POLLIN },
 	};
+	uint64_t kicks;
 	struct region_set *set;
 	int backoff = 0, timeout, ret;
 	size_t n, i, np, room;
@@ -204,10 +208,14 @@ static void *handler_main(void *arg)
 		timeout = -1;
 		if (h->nretry)
 			timeout = backoff ? backoff : PAUSED_POLL_MS;
-		ret = poll(pfd, 2, timeout);
+		ret = poll(pfd, 3, timeout);
 		if (ret < 0 && errno != EINTR)
 			break;
 		if (pfd[1].revents)
+			break;
+		if (pfd[2].revents &&
+		    read(h->kickfd, &kicks, sizeof(kicks)) < 0 &&
+		    errno != EAGAIN)
 			break;
 		np = 0;
 		/* Retries first: their writers have waited longest. */
@@ -275,10 +283,18 @@ int handler_start(struct uffdwp_ctx *ctx, struct sync_state *s, unsigned int n)
 		}
 		h->ctx = ctx;
 		h->s = s;
+		h->kickfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (h->kickfd < 0) {
+			ret = neg_errno();
+			handler_free(h, sizeof(*h));
+			break;
+		}
+		s->kickfd[i] = h->kickfd;
 		wpbatch_init_fixed(&h->batch, h->prot, h->unprot,
 				   ARRAY_SIZE(h->prot), &ctx->wp);
 		ret = -pthread_create(&s->tid[i], NULL, handler_main, h);
 		if (ret) {
+			close(h->kickfd);
 			handler_free(h, sizeof(*h));
 			break;
 		}
@@ -297,6 +313,17 @@ void handler_quiesce_events(struct sync_state *s)
 		sched_yield();
 }
 
+void handler_kick(struct sync_state *s)
+{
+	uint64_t one = 1;
+	unsigned int i;
+
+	for (i = 0; i < s->nthreads; i++)
+		if (write(s->kickfd[i], &one, sizeof(one)) < 0 &&
+		    errno != EAGAIN)
+			break; /* the fallback poll timeout still retries */
+}
+
 void handler_stop(struct sync_state *s)
 {
 	uint64_t one = 1;
@@ -306,6 +333,7 @@ void handler_stop(struct sync_state *s)
 		abort(); /* an eventfd write of 1 cannot fail */
 	for (i = 0; i < s->nthreads; i++) {
 		pthread_join(s->tid[i], NULL);
+		close(s->kickfd[i]);
 		handler_free(s->handlers[i], sizeof(struct handler));
 	}
 	s->nthreads = 0;

@@ -27,6 +27,10 @@ struct sync_state {
 	unsigned int nthreads;
 	pthread_t tid[64];
 	void *handlers[64];
+	/* One eventfd per handler: a collect that paused resolution kicks
+	 * them when it is done, so a faulting writer waits for the collect
+	 * and not for a poll timeout. */
+	int kickfd[64];
 };
 
 /* Start @n handler threads with every signal blocked. */
@@ -35,5 +39,8 @@ void handler_stop(struct sync_state *s);
 
 /* Wait until every event read so far has been marked. */
 void handler_quiesce_events(struct sync_state *s);
+
+/* Resolution was paused and is resumed: handlers retry at once. */
+void handler_kick(struct sync_state *s);
 
 #endif /* UFFDWP_HANDLER_H */
