@@ -3,7 +3,8 @@
 #
 # The README's quick start, on a fresh Debian 12 machine:
 #
-#   ./quickstart.sh demo   set up, build, run uffdwp-check (the main job)
+#   ./quickstart.sh demo   set up, build, run uffdwp-check and the live
+#                          pre-copy migration demo (the main job)
 #   ./quickstart.sh test   set up, build, run every test suite, here and
 #                          under Debian's 6.1 and 6.12 kernels in qemu
 #
@@ -90,6 +91,9 @@ demo)
 	setup_build build
 	echo "== uffdwp-check"
 	./build/tools/uffdwp-check
+	echo
+	echo "== live demo: pre-copy migration of 4 writer threads' memory over TCP"
+	./build/examples/precopy
 	;;
 test)
 	ensure_pkgs $BUILD_PKGS $TEST_PKGS $VM_PKGS
