@@ -324,9 +324,7 @@ UFFDWP_EXPORT int uffdwp_ctx_stats(const struct uffdwp_ctx *ctx,
 	s.wp_calls = cnt_get(&ctx->wp.calls) + cnt_get(&ctx->cnt.scan_calls) +
 		     cnt_get(&ctx->cnt.clear_calls);
 	s.wp_queued = cnt_get(&ctx->wp.queued);
-	s.wp_merged = s.wp_queued > cnt_get(&ctx->wp.calls) ?
-			      s.wp_queued - cnt_get(&ctx->wp.calls) :
-			      0;
+	s.wp_merged = cnt_get(&ctx->wp.merged);
 	s.pages_rearmed =
 		cnt_get(&ctx->wp.pages) + cnt_get(&ctx->cnt.pages_rearmed);
 	s.collects = cnt_get(&ctx->cnt.collects);

@@ -59,6 +59,11 @@ static int sync_wake(void *arg, uintptr_t start, size_t len)
 	return uffd_wake(*(int *)arg, (void *)start, len);
 }
 
+static int sync_unprotect_wake(void *arg, uintptr_t start, size_t len)
+{
+	return uffd_writeprotect(*(int *)arg, (void *)start, len, 0);
+}
+
 static int cmp_page(const void *a, const void *b)
 {
 	uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
@@ -147,6 +152,7 @@ static int resolve(struct handler *h, uintptr_t *pages, size_t n)
 	const struct wp_target t = {
 		.unprotect = sync_unprotect,
 		.wake = sync_wake,
+		.unprotect_wake = sync_unprotect_wake,
 		.arg = &s->uffd,
 	};
 	struct region_set *set;

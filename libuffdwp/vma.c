@@ -1,72 +1,102 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Memory kinds from /proc/self/smaps: see vma.h.
+ * Memory kinds: see vma.h.
+ *
+ * /proc/self/maps, not smaps: smaps walks the page tables of every mapping
+ * of the process to count pages, which made tracking 1 GiB cost 3x the
+ * kernel's own registration (measured by bench-track). Whether a mapping is
+ * hugetlbfs is asked of the file system instead (statfs), and only smaps
+ * can tell for a memfd, so only those read it.
  */
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/vfs.h>
 
 #include "internal.h"
 #include "region.h"
 #include "vma.h"
 
-static int kind_of(const char *perms, const char *path, unsigned long kps)
+#define HUGETLBFS_MAGIC 0x958458f6
+
+/* A memfd or SysV segment may be hugetlb: ask smaps about this VMA. */
+static bool smaps_says_huge(unsigned long lo)
 {
-	if (kps > 4)
-		return MEM_HUGETLB;
-	if (strstr(path, "anon_hugepage"))
-		return MEM_HUGETLB;
+	char line[512], perms[8];
+	unsigned long a, b, kps;
+	bool in = false, huge = false;
+	FILE *f = fopen("/proc/self/smaps", "re");
+
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f)) {
+		/* A VMA's first line; the others are "Name: value". */
+		if (sscanf(line, "%lx-%lx %7s", &a, &b, perms) == 3) {
+			if (in)
+				break;
+			in = a == lo;
+			continue;
+		}
+		if (in && sscanf(line, "KernelPageSize: %lu kB", &kps) == 1) {
+			huge = kps > 4;
+			break;
+		}
+	}
+	fclose(f);
+	return huge;
+}
+
+static int kind_of(unsigned long lo, const char *perms, const char *path)
+{
+	struct statfs fs;
+
 	if (!*path || path[0] == '[')
 		return perms[3] == 's' ? MEM_SHMEM : MEM_ANON;
-	if (!strncmp(path, "/dev/zero", 9) || !strncmp(path, "/memfd:", 7) ||
-	    !strncmp(path, "/SYSV", 5) || !strncmp(path, "/dev/shm/", 9))
+	if (strstr(path, "anon_hugepage"))
+		return MEM_HUGETLB;
+	if (!strncmp(path, "/memfd:", 7) || !strncmp(path, "/SYSV", 5))
+		return smaps_says_huge(lo) ? MEM_HUGETLB : MEM_SHMEM;
+	if (!strncmp(path, "/dev/zero", 9) || !strncmp(path, "/dev/shm/", 9))
 		return MEM_SHMEM;
+	if (!statfs(path, &fs) &&
+	    fs.f_type == (typeof(fs.f_type))HUGETLBFS_MAGIC)
+		return MEM_HUGETLB;
 	return MEM_FILE;
 }
 
 int vma_classify(uintptr_t start, size_t len, int *memtype)
 {
 	uintptr_t end = start + len, covered = start;
-	unsigned long lo, hi, kps;
-	char line[512], perms[8], path[256], vperms[8] = "", vpath[256] = "";
-	int kind = -1, k, ret = 0;
-	bool in = false;
-	FILE *f = fopen("/proc/self/smaps", "re");
+	unsigned long lo, hi;
+	char line[512], perms[8], path[256];
+	int kind = -1, k, ret = 0, n;
+	FILE *f = fopen("/proc/self/maps", "re");
 
 	if (!f)
 		return neg_errno();
 	while (fgets(line, sizeof(line), f)) {
 		path[0] = 0;
-		if (sscanf(line, "%lx-%lx %7s %*s %*s %*s %255[^\n]", &lo, &hi,
-			   perms, path) >= 3) {
-			/* A VMA header line. */
-			in = hi > start && lo < end;
-			if (lo >= end)
-				break;
-			if (!in)
-				continue;
-			if (lo > covered) {
-				ret = -EFAULT;
-				break;
-			}
-			covered = hi;
-			memcpy(vperms, perms, sizeof(vperms));
-			memcpy(vpath, path, sizeof(vpath));
-			if (perms[0] != 'r' || perms[1] != 'w') {
-				ret = -EACCES;
-				break;
-			}
-			/* KernelPageSize follows; remember this VMA's line. */
+		n = sscanf(line, "%lx-%lx %7s %*s %*s %*s %255[^\n]", &lo, &hi,
+			   perms, path);
+		if (n < 3 || hi <= start)
 			continue;
+		if (lo >= end)
+			break;
+		if (lo > covered) {
+			ret = -EFAULT;
+			break;
 		}
-		if (in && sscanf(line, "KernelPageSize: %lu kB", &kps) == 1) {
-			k = kind_of(vperms, vpath, kps);
-			if (kind >= 0 && k != kind) {
-				ret = -EOPNOTSUPP;
-				break;
-			}
-			kind = k;
+		covered = hi;
+		if (perms[0] != 'r' || perms[1] != 'w') {
+			ret = -EACCES;
+			break;
 		}
+		k = kind_of(lo, perms, path);
+		if (kind >= 0 && k != kind) {
+			ret = -EOPNOTSUPP;
+			break;
+		}
+		kind = k;
 	}
 	fclose(f);
 	if (!ret && covered < end)

@@ -169,12 +169,20 @@ int wpbatch_flush(struct wpbatch *b, const struct wp_target *t)
 
 	np = merge(b->prot, b->nprot, b->protect_gap);
 	nu = merge(b->unprot, b->nunprot, 0);
+	cnt_add(&b->stats->merged, (b->nprot - np) + (b->nunprot - nu));
 	for (i = 0; i < np && !ret; i++) {
 		ret = call(b, t->protect, t->arg, &b->prot[i]);
 		if (!ret)
 			cnt_add(&b->stats->pages,
 				(b->prot[i].end - b->prot[i].start) /
 					page_size());
+	}
+	if (nu == 1 && t->unprotect_wake && !ret) {
+		ret = call(b, t->unprotect_wake, t->arg, &b->unprot[0]);
+		/* A failed unprotect must still release its waiters. */
+		if (ret && t->wake)
+			call(b, t->wake, t->arg, &b->unprot[0]);
+		nu = 0;
 	}
 	for (i = 0; i < nu && !ret; i++)
 		ret = call(b, t->unprotect, t->arg, &b->unprot[i]);

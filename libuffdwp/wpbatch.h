@@ -22,6 +22,10 @@ struct wp_target {
 	int (*protect)(void *arg, uintptr_t start, size_t len);
 	int (*unprotect)(void *arg, uintptr_t start, size_t len); /* no wake */
 	int (*wake)(void *arg, uintptr_t start, size_t len); /* may be NULL */
+	/* Unprotect and wake in one call (may be NULL): used when the batch
+	 * holds a single unprotect run, where waking after "all runs" and
+	 * after "this run" are the same moment, one system call earlier. */
+	int (*unprotect_wake)(void *arg, uintptr_t start, size_t len);
 	void *arg;
 };
 
@@ -35,6 +39,7 @@ struct wp_counters {
 	uint64_t queued; /* ranges queued */
 	uint64_t pages; /* pages protected */
 	uint64_t retries; /* EAGAIN retries */
+	uint64_t merged; /* queued ranges folded into another by merging */
 };
 
 struct wpbatch {

@@ -305,7 +305,8 @@ struct uffdwp_stats {
 	uint64_t wp_calls;
 	/** Ranges queued to the wp batch. */
 	uint64_t wp_queued;
-	/** Queued ranges saved by merging: wp_queued minus calls issued. */
+	/** Queued ranges the batch folded into a neighbour (one call saved
+	 *  each). */
 	uint64_t wp_merged;
 	/** Pages re-armed (write-protected again) by collects. */
 	uint64_t pages_rearmed;

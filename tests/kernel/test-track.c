@@ -456,6 +456,42 @@ START_TEST(exact_runs)
 }
 END_TEST
 
+/* The wp batch's stats show re-protects merged across clean gaps. */
+START_TEST(batch_merges_runs)
+{
+	int b = backends[_i];
+	struct uffdwp_stats st = { .sz = sizeof(st) };
+	struct uffdwp_ctx *ctx;
+	size_t i, n = 0;
+	char *p;
+
+	NEED_BACKEND(b);
+	ctx = new_ctx(b);
+	p = map(64, PROT_READ | PROT_WRITE);
+	memset(p, 1, 64 * ps);
+	ck_assert_int_eq(uffdwp_track(ctx, p, 64 * ps, 0), 0);
+	for (i = 0; i < 64; i += 2)
+		p[i * ps] = 2;
+	ck_assert_int_eq(uffdwp_collect(ctx, count_run, &n), 32);
+	ck_assert_int_eq(uffdwp_ctx_stats(ctx, &st), 0);
+	if (b == UFFDWP_BACKEND_UFFD_SYNC || b == UFFDWP_BACKEND_MPROTECT) {
+		/* 32 one-page runs, one page apart: one call re-arms all. */
+		ck_assert_uint_ge(st.wp_merged, 31);
+		ck_assert_uint_ge(st.pages_rearmed, 32);
+	}
+	printf("%s: %llu queued, %llu merged, %llu calls, %llu re-armed\n",
+	       uffdwp_backend_name(b), (unsigned long long)st.wp_queued,
+	       (unsigned long long)st.wp_merged,
+	       (unsigned long long)st.wp_calls,
+	       (unsigned long long)st.pages_rearmed);
+	/* And still exact: the merged gaps were clean, and stay tracked. */
+	p[ps] = 3;
+	ck_assert_int_eq(uffdwp_collect(ctx, count_run, &n), 1);
+	uffdwp_ctx_free(ctx);
+	munmap(p, 64 * ps);
+}
+END_TEST
+
 /* MADV_DONTNEED made the page zeros: it counts as written. */
 START_TEST(dontneed_counts_as_dirty)
 {
@@ -849,7 +885,7 @@ static void add_backend_cases(Suite *s, int i)
 		{ "bad-input",
 		  60,
 		  { bad_ranges, callback_error_loses_nothing, exact_runs,
-		    free_while_writers_fault } },
+		    free_while_writers_fault, batch_merges_runs } },
 		{ "events",
 		  60,
 		  { dontneed_counts_as_dirty, mprotect_roundtrip_keeps_tracking,

@@ -51,8 +51,12 @@ static int rec_wake(void *arg, uintptr_t start, size_t len)
 
 static struct recorder r;
 static struct wp_counters cnt;
-static const struct wp_target target = { rec_protect, rec_unprotect, rec_wake,
-					 &r };
+static const struct wp_target target = {
+	.protect = rec_protect,
+	.unprotect = rec_unprotect,
+	.wake = rec_wake,
+	.arg = &r,
+};
 
 static void setup(void)
 {
@@ -129,6 +133,41 @@ START_TEST(unprotect_never_bridges_gaps)
 	expect(1, 'U', 0x7000, PS);
 	expect(2, 'W', 0x3000, 3 * PS);
 	expect(3, 'W', 0x7000, PS);
+	wpbatch_fini(&b);
+}
+END_TEST
+
+static int rec_unprotect_wake(void *arg, uintptr_t start, size_t len)
+{
+	return rec(arg, 'X', start, len);
+}
+
+START_TEST(single_unprotect_run_is_one_call)
+{
+	const struct wp_target t = {
+		.protect = rec_protect,
+		.unprotect = rec_unprotect,
+		.wake = rec_wake,
+		.unprotect_wake = rec_unprotect_wake,
+		.arg = &r,
+	};
+	struct wpbatch b;
+
+	wpbatch_init(&b, 0, &cnt);
+	wpbatch_unprotect(&b, 0x2000, PS);
+	wpbatch_unprotect(&b, 0x1000, PS);
+	ck_assert_int_eq(wpbatch_flush(&b, &t), 0);
+	ck_assert_uint_eq(r.n, 1);
+	expect(0, 'X', 0x1000, 2 * PS);
+	ck_assert_uint_eq(cnt.merged, 1);
+	/* Two runs: unprotect both without waking, then wake each. */
+	wpbatch_unprotect(&b, 0x1000, PS);
+	wpbatch_unprotect(&b, 0x5000, PS);
+	ck_assert_int_eq(wpbatch_flush(&b, &t), 0);
+	expect(1, 'U', 0x1000, PS);
+	expect(2, 'U', 0x5000, PS);
+	expect(3, 'W', 0x1000, PS);
+	expect(4, 'W', 0x5000, PS);
 	wpbatch_fini(&b);
 }
 END_TEST
@@ -330,6 +369,7 @@ static Suite *wpbatch_suite(void)
 	tcase_add_test(b, protect_gap_merge_stays_in_owner);
 	tcase_add_test(b, unprotect_never_bridges_gaps);
 	tcase_add_test(b, protects_go_before_unprotects);
+	tcase_add_test(b, single_unprotect_run_is_one_call);
 	tcase_add_test(b, filter_is_the_barrier);
 	tcase_add_test(b, failure_still_wakes);
 	tcase_add_test(b, fixed_batch_reports_full);
