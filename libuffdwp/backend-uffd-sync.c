@@ -22,8 +22,18 @@
 
 #include "backend.h"
 #include "handler.h"
+#include "pagemap.h"
 #include "testhooks.h"
 #include "uffd.h"
+
+/*
+ * A watched page that is still present may be waiting for its zap, or may
+ * have been zapped and written again since: only time tells them apart.
+ * Past both bounds the zap is taken as done. (A zap is the madvise caller's
+ * next step after its event was read; it waits only for mmap_read_lock.)
+ */
+#define ZAPWATCH_COLLECTS 2
+#define ZAPWATCH_NS (250ULL * 1000 * 1000)
 
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ 22 /* 5.14 */
@@ -78,9 +88,16 @@ static int sync_init(struct uffdwp_ctx *ctx, const struct uffdwp_ctx_opts *o)
 	if (!s)
 		return -ENOMEM;
 	s->stopfd = -1;
+	s->pagemap = pagemap_open();
+	if (s->pagemap < 0) {
+		ret = s->pagemap;
+		handler_free(s, sizeof(*s));
+		return ret;
+	}
 	s->uffd = uffd_open(caps.uffd_mode, O_CLOEXEC | O_NONBLOCK);
 	if (s->uffd < 0) {
 		ret = s->uffd;
+		close(s->pagemap);
 		handler_free(s, sizeof(*s));
 		return ret;
 	}
@@ -114,6 +131,7 @@ static int sync_init(struct uffdwp_ctx *ctx, const struct uffdwp_ctx_opts *o)
 	return 0;
 err:
 	close(s->uffd);
+	close(s->pagemap);
 	handler_free(s, sizeof(*s));
 	ctx->bdata = NULL;
 	return ret;
@@ -131,6 +149,7 @@ static void sync_fini(struct uffdwp_ctx *ctx, bool in_child)
 		close(s->stopfd);
 	}
 	close(s->uffd);
+	close(s->pagemap);
 	handler_free(s, sizeof(*s));
 	ctx->bdata = NULL;
 }
@@ -196,6 +215,47 @@ static void sync_untrack(struct uffdwp_ctx *ctx, struct region *r)
 	uffd_unregister(st(ctx)->uffd, (void *)r->start, r->end - r->start);
 }
 
+/*
+ * The kernel sends REMOVE before it zaps, so a re-protect made between
+ * the two is undone by the zap (anonymous zaps drop uffd-wp bits and
+ * markers), and the zeros the zap leaves would go unreported. So the
+ * pages of a REMOVE stay watched: each collect reports and re-protects
+ * them again, until one finds the page gone with no marker (the zap is
+ * done: this collect reports its zeros and arms a marker) or, for pages
+ * still present, until the watch window has passed.
+ */
+static void watch_zaps(struct sync_state *s, struct region *r)
+{
+	size_t ps = page_size(), p, q, k;
+	uint64_t e, age;
+	bool expired;
+	off_t off;
+
+	if (dirtymap_next_set(&r->zapwatch, 0) >= r->npages)
+		return;
+	age = now_ns() - __atomic_load_n(&r->zap_ns, __ATOMIC_RELAXED);
+	expired = __atomic_add_fetch(&r->zap_collects, 1, __ATOMIC_RELAXED) >
+			  ZAPWATCH_COLLECTS &&
+		  age > ZAPWATCH_NS;
+	for (p = dirtymap_next_set(&r->zapwatch, 0); p < r->npages;
+	     p = dirtymap_next_set(&r->zapwatch, q)) {
+		q = dirtymap_next_clear(&r->zapwatch, p);
+		for (k = p; k < q; k++) {
+			off = (off_t)((r->start / ps + k) * sizeof(e));
+			dirtymap_set(&r->recorded, k);
+			if (pread(s->pagemap, &e, sizeof(e), off) != sizeof(e))
+				continue; /* keep watching */
+			if (!(e & (PM_PRESENT | PM_SWAP)) ||
+			    (!(e & PM_PRESENT) && !(e & PM_UFFD_WP))) {
+				/* Gone, marker gone: the zap is done. */
+				dirtymap_clear_range(&r->zapwatch, k, 1);
+			} else if (expired) {
+				dirtymap_clear_range(&r->zapwatch, k, 1);
+			}
+		}
+	}
+}
+
 /* Clear from @m every page of @gone (unmapped or moved away). */
 static void drop_gone(struct dirtymap *m, const struct dirtymap *gone)
 {
@@ -224,8 +284,10 @@ static int sync_harvest(struct uffdwp_ctx *ctx)
 		r = set->r[i];
 		if (!r)
 			continue;
+		watch_zaps(s, r);
 		drop_gone(&r->recorded, &r->gone);
 		drop_gone(&r->pending, &r->gone);
+		drop_gone(&r->zapwatch, &r->gone);
 		for (p = dirtymap_next_set(&r->recorded, 0); p < r->npages;
 		     p = dirtymap_next_set(&r->recorded, q)) {
 			q = dirtymap_next_clear(&r->recorded, p);

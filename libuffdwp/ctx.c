@@ -29,14 +29,6 @@ static const struct backend_ops *const all_ops[] = {
 /* Protect runs this close are merged (see struct wpbatch). */
 #define PROTECT_GAP_PAGES 16
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 /* Which backend, and why: the caller's choice, the environment's, AUTO's. */
 static int choose(const struct uffdwp_caps *caps, int want, char *why,
 		  size_t len)

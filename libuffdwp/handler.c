@@ -105,6 +105,14 @@ static void mark_range(struct region_set *set, uintptr_t start, uintptr_t end,
 		/* Zapped pages read as zeros now: changed, so dirty. Gone
 		 * pages are no longer there to report. */
 		dirtymap_set_range(gone ? &r->gone : &r->recorded, a, b - a);
+		if (!gone) {
+			/* The zap itself comes after this event was read:
+			 * watch these pages until it is seen done. */
+			__atomic_store_n(&r->zap_ns, now_ns(),
+					 __ATOMIC_RELAXED);
+			__atomic_store_n(&r->zap_collects, 0, __ATOMIC_RELAXED);
+			dirtymap_set_range(&r->zapwatch, a, b - a);
+		}
 	}
 }
 

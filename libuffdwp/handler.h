@@ -14,6 +14,7 @@
 
 struct sync_state {
 	int uffd;
+	int pagemap; /* for the zap watch */
 	int stopfd; /* eventfd: handlers exit when it is readable */
 	uint64_t features;
 	bool unpopulated; /* UFFD_FEATURE_WP_UNPOPULATED */

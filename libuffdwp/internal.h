@@ -36,6 +36,9 @@ static inline int neg_errno(void)
 	return errno > 0 ? -errno : -EIO;
 }
 
+/* CLOCK_MONOTONIC in nanoseconds. */
+uint64_t now_ns(void);
+
 /* Zeroed memory outside the heap, for what handlers write. */
 void *handler_zalloc(size_t len);
 void handler_free(void *p, size_t len);

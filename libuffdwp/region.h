@@ -45,6 +45,11 @@ struct region {
 	struct dirtymap present;
 	/* Pages unmapped or moved away (events): never reported again. */
 	struct dirtymap gone;
+	/* uffd_sync: pages of a REMOVE event whose zap may still be to come
+	 * (the kernel sends the event before it zaps), and when it came. */
+	struct dirtymap zapwatch;
+	uint64_t zap_ns;
+	unsigned int zap_collects;
 	RB_ENTRY(region) node; /* process-wide overlap tree */
 };
 

@@ -39,7 +39,8 @@ struct region *region_new(struct uffdwp_ctx *ctx, uintptr_t start, size_t len,
 	r->memtype = memtype;
 	r->ctx = ctx;
 	if (dirtymap_init(&r->pending, n) || dirtymap_init(&r->recorded, n) ||
-	    dirtymap_init(&r->present, n) || dirtymap_init(&r->gone, n)) {
+	    dirtymap_init(&r->present, n) || dirtymap_init(&r->gone, n) ||
+	    dirtymap_init(&r->zapwatch, n)) {
 		region_free(r);
 		return NULL;
 	}
@@ -54,6 +55,7 @@ void region_free(struct region *r)
 	dirtymap_free(&r->recorded);
 	dirtymap_free(&r->present);
 	dirtymap_free(&r->gone);
+	dirtymap_free(&r->zapwatch);
 	free(r);
 }
 

@@ -4,6 +4,7 @@
  * how a caller's `sz` is honoured, so every call treats it alike.
  */
 #include <string.h>
+#include <time.h>
 
 #include "internal.h"
 
@@ -34,4 +35,12 @@ void sz_copy_out(void *dst, const void *src, size_t known)
 	memcpy((unsigned char *)dst + sizeof(size_t),
 	       (const unsigned char *)src + sizeof(size_t),
 	       sz - sizeof(size_t));
+}
+
+uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
