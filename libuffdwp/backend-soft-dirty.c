@@ -214,16 +214,8 @@ static int read_region(struct uffdwp_ctx *ctx, struct region *r, bool keep)
 
 static int clear_refs(struct uffdwp_ctx *ctx)
 {
-	int fd = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
-	int ret = 0;
-
-	if (fd < 0)
-		return neg_errno();
-	if (write(fd, "4", 1) != 1)
-		ret = neg_errno();
-	close(fd);
 	cnt_add(&ctx->cnt.clear_calls, 1);
-	return ret;
+	return pagemap_clear_soft_dirty();
 }
 
 /*

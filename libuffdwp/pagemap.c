@@ -29,6 +29,19 @@ int pagemap_entry(int fd, const void *addr, uint64_t *entry)
 	return n == sizeof(*entry) ? 0 : -EIO;
 }
 
+int pagemap_clear_soft_dirty(void)
+{
+	int fd = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
+	int ret = 0;
+
+	if (fd < 0)
+		return neg_errno();
+	if (write(fd, "4", 1) != 1)
+		ret = neg_errno();
+	close(fd);
+	return ret;
+}
+
 long pagemap_scan_once(int fd, struct pm_scan_arg *arg)
 {
 	long n = ioctl(fd, PAGEMAP_SCAN, arg);
@@ -100,48 +113,39 @@ static int mark_presence(const struct page_region *vec, size_t n, void *arg)
 	return 0;
 }
 
-#define PRESENCE_VEC 512
-#define PREAD_ENTRIES 4096
+/* Buffers on the stack: a paused collect must not malloc (see wpbatch.c). */
+#define PRESENCE_VEC 256
+#define PREAD_ENTRIES 1024
 
 int pagemap_presence(int fd, uintptr_t start, size_t npages,
 		     struct dirtymap *out, bool scan)
 {
 	size_t ps = page_size(), i = 0, n, k;
 	struct presence_arg a = { start, out };
-	void *buf;
-	uint64_t *e;
+	struct page_region vec[PRESENCE_VEC];
+	uint64_t e[PREAD_ENTRIES];
 	ssize_t got;
 	long r;
 
 	dirtymap_clear_range(out, 0, npages);
 	if (scan) {
-		buf = malloc(PRESENCE_VEC * sizeof(struct page_region));
-		if (!buf)
-			return -ENOMEM;
 		r = scan_loop(fd, start, start + npages * ps, 0, 0,
 			      PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
-			      PAGE_IS_PRESENT | PAGE_IS_SWAPPED, buf,
+			      PAGE_IS_PRESENT | PAGE_IS_SWAPPED, vec,
 			      PRESENCE_VEC, mark_presence, &a);
-		free(buf);
 		return r < 0 ? (int)r : 0;
 	}
-	e = malloc(PREAD_ENTRIES * sizeof(*e));
-	if (!e)
-		return -ENOMEM;
 	while (i < npages) {
 		n = npages - i < PREAD_ENTRIES ? npages - i : PREAD_ENTRIES;
 		got = pread(fd, e, n * sizeof(*e),
 			    (off_t)((start / ps + i) * sizeof(*e)));
-		if (got <= 0) {
-			free(e);
+		if (got <= 0)
 			return got < 0 ? neg_errno() : -EIO;
-		}
 		n = (size_t)got / sizeof(*e);
 		for (k = 0; k < n; k++)
 			if (e[k] & (PM_PRESENT | PM_SWAP))
 				dirtymap_set(out, i + k);
 		i += n;
 	}
-	free(e);
 	return 0;
 }

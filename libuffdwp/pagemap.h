@@ -39,6 +39,9 @@ long pagemap_scan(int fd, uintptr_t start, uintptr_t end, uint64_t flags,
 		  struct page_region *vec, size_t vec_len, pagemap_region_fn fn,
 		  void *arg);
 
+/* echo 4 > /proc/self/clear_refs: soft-dirty off for the whole process. */
+int pagemap_clear_soft_dirty(void);
+
 /*
  * Set bit i of @out (sized @npages) for each page of [start, ...) that is
  * present or swapped: a page present before and absent now was zapped.

@@ -50,19 +50,6 @@ static void probe_scan(struct probe_result *r, int pm, void *page)
 		scan_page(pm, page, 0, SOFT_DIRTY_SCAN_MASK) >= 0;
 }
 
-static int write_clear_refs(void)
-{
-	int fd = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
-	int ret = 0;
-
-	if (fd < 0)
-		return neg_errno();
-	if (write(fd, "4", 1) != 1)
-		ret = neg_errno();
-	close(fd);
-	return ret;
-}
-
 /*
  * Soft-dirty by behaviour, since writing "4" to clear_refs succeeds even on
  * kernels built without it: a written page of a new VMA must show bit 55, a
@@ -90,7 +77,7 @@ static void probe_soft_dirty(struct probe_result *r, int pm,
 			"kernel built without CONFIG_MEM_SOFT_DIRTY: a freshly written page never shows pagemap bit 55 (clear_refs \"4\" is accepted but does nothing)");
 		return;
 	}
-	err = write_clear_refs();
+	err = pagemap_clear_soft_dirty();
 	if (err) {
 		snprintf(why, wlen, "cannot write /proc/self/clear_refs: %s",
 			 strerror(-err));

@@ -8,8 +8,15 @@
 
 #include "wpbatch.h"
 
-/* EAGAIN means an address-space event is being delivered: wait it out. */
-#define RETRY_MAX 200
+/*
+ * EAGAIN means an address-space event is being delivered (mmap_changing):
+ * the thread that raised it runs again as soon as a handler read it, so
+ * wait it out, with backoff, for up to RETRY_NS: on a loaded machine (the
+ * kernel matrix runs two emulated guests on two cores) that thread can be
+ * off the CPU for seconds.
+ */
+#define RETRY_MAX 2000
+#define RETRY_NS (10ULL * 1000 * 1000 * 1000)
 
 void wpbatch_init(struct wpbatch *b, size_t protect_gap,
 		  struct wp_counters *stats)
@@ -35,8 +42,8 @@ void wpbatch_init_fixed(struct wpbatch *b, struct wp_op *prot,
 void wpbatch_fini(struct wpbatch *b)
 {
 	if (!b->fixed) {
-		free(b->prot);
-		free(b->unprot);
+		handler_free(b->prot, b->capprot * sizeof(*b->prot));
+		handler_free(b->unprot, b->capunprot * sizeof(*b->unprot));
 	}
 	memset(b, 0, sizeof(*b));
 }
@@ -55,19 +62,28 @@ static void filter_add(struct wpbatch *b, uintptr_t start, size_t len)
 	__atomic_fetch_or(&b->filter, bits, __ATOMIC_RELEASE);
 }
 
+/*
+ * Growth uses mmap, not realloc: a collect queues while fault resolution
+ * is paused, and a malloc that touches a tracked heap page would then wait
+ * for a resolution that waits for the collect.
+ */
 static int push(struct wp_op **v, size_t *n, size_t *cap, bool fixed,
 		struct wp_op op)
 {
+	size_t ncap = *cap ? *cap * 2 : 256;
 	struct wp_op *nv;
 
 	if (*n == *cap) {
 		if (fixed)
 			return -ENOSPC;
-		nv = reallocarray(*v, *cap ? *cap * 2 : 64, sizeof(**v));
+		nv = handler_zalloc(ncap * sizeof(**v));
 		if (!nv)
 			return -ENOMEM;
+		if (*v)
+			memcpy(nv, *v, *n * sizeof(**v));
+		handler_free(*v, *cap * sizeof(**v));
 		*v = nv;
-		*cap = *cap ? *cap * 2 : 64;
+		*cap = ncap;
 	}
 	(*v)[(*n)++] = op;
 	return 0;
@@ -148,12 +164,17 @@ static int call(struct wpbatch *b, int (*fn)(void *, uintptr_t, size_t),
 		void *arg, const struct wp_op *op)
 {
 	struct timespec ts = { 0, 100000 };
+	uint64_t deadline = 0;
 	int ret, tries = 0;
 
 	for (;;) {
 		cnt_add(&b->stats->calls, 1);
 		ret = fn(arg, op->start, op->end - op->start);
 		if (ret != -EAGAIN || ++tries > (int)b->max_retries)
+			return ret;
+		if (!deadline)
+			deadline = now_ns() + RETRY_NS;
+		else if (now_ns() > deadline)
 			return ret;
 		cnt_add(&b->stats->retries, 1);
 		nanosleep(&ts, NULL);

@@ -434,8 +434,10 @@ int uffdwp_untrack(struct uffdwp_ctx *ctx, void *addr, size_t len);
  * @param[in] arg Passed to @p fn.
  * @return The number of dirty pages reported; -EINVAL if @p fn is NULL;
  *         @p fn's negative value if it stopped the collect; -ECHILD after
- *         fork; other -errno from the kernel (nothing is lost: pages stay
- *         pending).
+ *         fork; -EAGAIN if an address-space change (munmap, mremap,
+ *         MADV_DONTNEED) kept the kernel from re-arming for 10 s: call it
+ *         again; other -errno from the kernel. In every error case nothing
+ *         is lost: unreported pages stay pending for the next collect.
  * @note Thread-safe; serialised with the other calls on @p ctx. Writers may
  *       keep writing tracked memory from any thread (see soft_dirty above).
  */

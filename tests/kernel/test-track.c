@@ -126,6 +126,7 @@ static int copy_run(void *arg, void *addr, size_t len)
 
 static long collect(struct oracle *o)
 {
+	int tries;
 	long n;
 
 	if (o->quiesce) {
@@ -133,7 +134,14 @@ static long collect(struct oracle *o)
 		while (atomic_load(&o->paused) < (int)o->nwriters)
 			sched_yield();
 	}
-	n = uffdwp_collect(o->ctx, copy_run, o);
+	/* -EAGAIN: an address-space event outlived the library's wait
+	 * (loaded emulated guests); documented as retryable, nothing lost. */
+	for (tries = 0; tries < 5; tries++) {
+		n = uffdwp_collect(o->ctx, copy_run, o);
+		if (n != -EAGAIN)
+			break;
+		printf("collect: -EAGAIN, retrying\n");
+	}
 	if (o->quiesce)
 		atomic_store(&o->pause, 0);
 	return n;
