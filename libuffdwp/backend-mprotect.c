@@ -42,6 +42,15 @@ struct sig_table {
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct sig_table *table;
 static unsigned long inflight;
+/*
+ * When a range was last untracked. A write that faulted just before its
+ * range became writable again may reach the handler after the range left
+ * the table; for a short while such a fault is retried (the access simply
+ * runs again, on a page that is writable now) instead of being passed on
+ * to the previous handler as the program's own.
+ */
+static uint64_t last_removal_ns;
+#define REMOVAL_GRACE_NS (50ULL * 1000 * 1000)
 static struct sigaction previous;
 static bool installed;
 
@@ -98,6 +107,11 @@ static void on_segv(int sig, siginfo_t *info, void *uctx)
 		if (!r || info->si_code != SEGV_ACCERR) {
 			__atomic_fetch_sub(&inflight, 1, __ATOMIC_SEQ_CST);
 			errno = saved;
+			if (!r && info->si_code == SEGV_ACCERR &&
+			    now_ns() - __atomic_load_n(&last_removal_ns,
+						       __ATOMIC_SEQ_CST) <
+				    REMOVAL_GRACE_NS)
+				return;
 			chain(sig, info, uctx);
 			return;
 		}
@@ -155,6 +169,8 @@ static int table_update(struct region *add, struct region *del)
 		t->r[j++] = add;
 	t->n = j;
 	qsort(t->r, t->n, sizeof(t->r[0]), cmp_region);
+	if (del)
+		__atomic_store_n(&last_removal_ns, now_ns(), __ATOMIC_SEQ_CST);
 	__atomic_store_n(&table, t, __ATOMIC_SEQ_CST);
 	/* Every handler that could hold @old entered before the swap. */
 	wait_no_handlers();
