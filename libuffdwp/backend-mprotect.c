@@ -50,6 +50,8 @@ static unsigned long inflight;
  * to the previous handler as the program's own.
  */
 static uint64_t last_removal_ns;
+/* Handlers waiting for a context's collect to end (they read its state). */
+static unsigned long waiters;
 #define REMOVAL_GRACE_NS (50ULL * 1000 * 1000)
 static struct sigaction previous;
 static bool installed;
@@ -126,9 +128,11 @@ static void on_segv(int sig, siginfo_t *info, void *uctx)
 		s = r->ctx->bdata;
 		if (!__atomic_load_n(&s->paused, __ATOMIC_SEQ_CST))
 			break;
+		__atomic_fetch_add(&waiters, 1, __ATOMIC_SEQ_CST);
 		__atomic_fetch_sub(&inflight, 1, __ATOMIC_SEQ_CST);
 		while (__atomic_load_n(&s->paused, __ATOMIC_SEQ_CST))
 			relax();
+		__atomic_fetch_sub(&waiters, 1, __ATOMIC_SEQ_CST);
 	}
 	/* Record before unprotecting: an unprotected page is always in the
 	 * recorded set, so a collect cannot miss its writes. */
@@ -246,6 +250,14 @@ static void mp_fini(struct uffdwp_ctx *ctx, bool in_child)
 {
 	struct mp_state *s = ctx->bdata;
 
+	if (in_child) {
+		/* The child's signal table still points here: keep it. */
+		close(s->zaps.pagemap);
+		return;
+	}
+	/* Handlers waiting out a pause read s->paused: let them leave. */
+	while (__atomic_load_n(&waiters, __ATOMIC_SEQ_CST))
+		relax();
 	zaps_fini(&s->zaps);
 	handler_free(s, sizeof(*s));
 	ctx->bdata = NULL;

@@ -71,6 +71,8 @@ static void sd_fini(struct uffdwp_ctx *ctx, bool in_child)
 	struct sd_state *s = ctx->bdata;
 
 	close(s->pagemap);
+	if (in_child)
+		return; /* the child's copy of the range list points here */
 	free(s);
 	ctx->bdata = NULL;
 }
@@ -119,7 +121,7 @@ static int read_pread(int pm, struct region *r, bool keep)
 		n = (size_t)got / sizeof(*e);
 		for (k = 0; k < n; k++)
 			fold(r, i + k, e[k] & PM_SOFT_DIRTY,
-			     e[k] & (PM_PRESENT | PM_SWAP), keep);
+			     pagemap_has_content(e[k]), keep);
 		i += n;
 	}
 	free(e);
@@ -142,7 +144,10 @@ static int scan_fold(const struct page_region *vec, size_t n, void *arg)
 		first = region_page(r, vec[i].start);
 		last = region_page(r, vec[i].end);
 		for (p = first; p < last; p++) {
-			dirtymap_set(a->seen, p);
+			/* The zero page holds no content (a zapped page
+			 * read since maps it): not present for this. */
+			if (!(vec[i].categories & PAGE_IS_PFNZERO))
+				dirtymap_set(a->seen, p);
 			if (a->keep && (vec[i].categories & PAGE_IS_SOFT_DIRTY))
 				dirtymap_set(&r->recorded, p);
 		}
@@ -155,6 +160,7 @@ static int read_scan(int pm, struct region *r, bool keep)
 {
 	static const uint64_t cats = PAGE_IS_SOFT_DIRTY | PAGE_IS_PRESENT |
 				     PAGE_IS_SWAPPED;
+	static const uint64_t ret_cats = cats | PAGE_IS_PFNZERO;
 	struct page_region *vec = malloc(SCAN_VEC * sizeof(*vec));
 	struct scan_arg a = { r, NULL, keep };
 	struct dirtymap seen;
@@ -177,7 +183,7 @@ static int read_scan(int pm, struct region *r, bool keep)
 		arg.vec = (uintptr_t)vec;
 		arg.vec_len = SCAN_VEC;
 		arg.category_anyof_mask = cats;
-		arg.return_mask = cats;
+		arg.return_mask = ret_cats;
 		n = pagemap_scan_once(pm, &arg);
 		if (n < 0) {
 			ret = (int)n;

@@ -103,9 +103,13 @@ static void async_fini(struct uffdwp_ctx *ctx, bool in_child)
 	struct async_state *s = st(ctx);
 
 	if (s->check_zaps)
-		zaps_fini(&s->zaps);
+		close(s->zaps.pagemap);
 	close(s->pagemap);
 	close(s->uffd);
+	if (in_child)
+		return;
+	if (s->check_zaps)
+		dirtymap_free(&s->zaps.now);
 	free(s);
 	ctx->bdata = NULL;
 }
@@ -199,9 +203,8 @@ static int async_harvest(struct uffdwp_ctx *ctx)
 			continue;
 		r = set->r[i];
 		ret = scan_region(ctx, r, true);
-		/* An unmapped range scans as empty; -ENOENT/-EPERM mean it
-		 * is no longer ours (moved or remapped): nothing to report. */
-		if (ret && ret != -ENOENT && ret != -EPERM)
+		/* Unmapped parts and foreign mappings scan as empty. */
+		if (ret)
 			return ret;
 		if (s->check_zaps) {
 			/* After the scan: a zap after it is seen next time,

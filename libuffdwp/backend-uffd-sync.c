@@ -48,8 +48,25 @@ static struct sync_state *st(struct uffdwp_ctx *ctx)
 
 static int sync_protect(void *arg, uintptr_t start, size_t len)
 {
-	return uffd_writeprotect(*(int *)arg, (void *)start, len,
-				 UFFDIO_WRITEPROTECT_MODE_WP);
+	int fd = *(int *)arg, ret;
+	uintptr_t a;
+
+	ret = uffd_writeprotect(fd, (void *)start, len,
+				UFFDIO_WRITEPROTECT_MODE_WP);
+	if (ret != -ENOENT)
+		return ret;
+	/*
+	 * A merged run crossed memory that is not ours (a mapping the
+	 * program put inside a tracked range), or, before 6.4, a mapping
+	 * boundary. Page by page, skipping pages that are not registered.
+	 */
+	for (a = start; a < start + len; a += page_size()) {
+		ret = uffd_writeprotect(fd, (void *)a, page_size(),
+					UFFDIO_WRITEPROTECT_MODE_WP);
+		if (ret && ret != -ENOENT)
+			return ret;
+	}
+	return 0;
 }
 
 static int sync_unprotect(void *arg, uintptr_t start, size_t len)
@@ -141,13 +158,20 @@ static void sync_fini(struct uffdwp_ctx *ctx, bool in_child)
 {
 	struct sync_state *s = st(ctx);
 
-	/* A child has none of the parent's threads to stop. */
-	if (!in_child) {
-		handler_stop(s);
-		pthread_rwlock_destroy(&s->resolve);
-	} else if (s->stopfd >= 0) {
+	unsigned int i;
+
+	if (in_child) {
+		/* None of the parent's threads exist here: close their fds,
+		 * keep the memory (nothing in the child frees it twice). */
+		for (i = 0; i < s->nthreads; i++)
+			close(s->kickfd[i]);
 		close(s->stopfd);
+		close(s->uffd);
+		close(s->pagemap);
+		return;
 	}
+	handler_stop(s);
+	pthread_rwlock_destroy(&s->resolve);
 	close(s->uffd);
 	close(s->pagemap);
 	handler_free(s, sizeof(*s));
@@ -188,6 +212,11 @@ static int populate(struct sync_state *s, uintptr_t start, size_t len)
 	return 0;
 }
 
+/*
+ * Track and untrack exclude fault resolution, like a collect: a stale
+ * message for a page of an untracked range must not be resolved after the
+ * same page was armed by a new track.
+ */
 static int sync_track(struct uffdwp_ctx *ctx, struct region *r)
 {
 	struct sync_state *s = st(ctx);
@@ -200,10 +229,13 @@ static int sync_track(struct uffdwp_ctx *ctx, struct region *r)
 	if (ret)
 		return ret == -EBUSY ? -EEXIST : ret;
 	ret = populate(s, r->start, len);
+	pthread_rwlock_wrlock(&s->resolve);
 	if (!ret)
 		ret = wpbatch_protect(&ctx->batch, r->start, len, r);
 	if (!ret)
 		ret = wpbatch_flush(&ctx->batch, &t);
+	pthread_rwlock_unlock(&s->resolve);
+	handler_kick(s);
 	if (ret)
 		uffd_unregister(s->uffd, (void *)r->start, len);
 	return ret;
@@ -211,8 +243,13 @@ static int sync_track(struct uffdwp_ctx *ctx, struct region *r)
 
 static void sync_untrack(struct uffdwp_ctx *ctx, struct region *r)
 {
+	struct sync_state *s = st(ctx);
+
 	/* Unregistering drops the protection and wakes blocked writers. */
-	uffd_unregister(st(ctx)->uffd, (void *)r->start, r->end - r->start);
+	pthread_rwlock_wrlock(&s->resolve);
+	uffd_unregister(s->uffd, (void *)r->start, r->end - r->start);
+	pthread_rwlock_unlock(&s->resolve);
+	handler_kick(s);
 }
 
 /*

@@ -111,35 +111,38 @@ UFFDWP_EXPORT int uffdwp_ctx_new(const struct uffdwp_ctx_opts *opts,
 UFFDWP_EXPORT struct uffdwp_ctx *uffdwp_ctx_free(struct uffdwp_ctx *ctx)
 {
 	struct region_set *set;
-	bool child;
 	size_t i;
 
 	if (!ctx)
 		return NULL;
-	child = ctx_forked(ctx);
-	set = ctx->regions;
-	if (!child) {
-		/* Disarm first: writers blocked on a range are released. */
-		pthread_mutex_lock(&ctx->lock);
-		for (i = 0; set && i < set->n; i++)
-			if (set->r[i])
-				ctx->ops->untrack(ctx, set->r[i]);
-		pthread_mutex_unlock(&ctx->lock);
+	if (ctx_forked(ctx)) {
+		/*
+		 * A child: close the descriptors and forget the context. Its
+		 * memory stays: the child's copies of the process-wide tables
+		 * (overlap tree, SIGSEGV table, soft-dirty list) point into it,
+		 * and their locks may be held by parent threads that do not
+		 * exist here, so they cannot be updated safely.
+		 */
+		ctx->ops->fini(ctx, true);
+		return NULL;
 	}
-	ctx->ops->fini(ctx, child);
+	set = ctx->regions;
+	/* Disarm first: writers blocked on a range are released. */
+	pthread_mutex_lock(&ctx->lock);
+	for (i = 0; set && i < set->n; i++)
+		if (set->r[i])
+			ctx->ops->untrack(ctx, set->r[i]);
+	pthread_mutex_unlock(&ctx->lock);
+	ctx->ops->fini(ctx, false);
 	for (i = 0; set && i < set->n; i++) {
 		if (!set->r[i])
 			continue;
-		/* The claims tree is process-wide state of the parent's; a
-		 * child's copy just goes away with its memory. */
-		if (!child)
-			region_unclaim(set->r[i]);
+		region_unclaim(set->r[i]);
 		region_free(set->r[i]);
 	}
 	regions_free(&ctx->regions);
 	wpbatch_fini(&ctx->batch);
-	if (!child)
-		pthread_mutex_destroy(&ctx->lock);
+	pthread_mutex_destroy(&ctx->lock);
 	handler_free(ctx, sizeof(*ctx));
 	return NULL;
 }

@@ -177,11 +177,17 @@ static int resolve(struct handler *h, uintptr_t *pages, size_t n)
 	set = rcu_dereference(ctx->regions);
 	for (i = 0; i < n; i++) {
 		r = regions_lookup(set, pages[i]);
-		if (r)
+		if (r) {
 			dirtymap_set(&r->recorded, region_page(r, pages[i]));
-		/* Untracked now (a stale message, or a range being
-		 * untracked): unprotecting it is what untracking does. */
-		wpbatch_unprotect(&h->batch, pages[i], ps);
+			wpbatch_unprotect(&h->batch, pages[i], ps);
+		} else {
+			/* A stale message of a range untracked since (track
+			 * and untrack exclude resolution, so never one being
+			 * tracked anew): unregistering already made it
+			 * writable. Wake only; never unprotect what a later
+			 * track may have armed. */
+			uffd_wake(s->uffd, (void *)pages[i], ps);
+		}
 	}
 	urcu_bp_read_unlock();
 	if (uffdwp_test_hooks.break_sync_collect) {

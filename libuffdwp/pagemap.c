@@ -29,6 +29,17 @@ int pagemap_entry(int fd, const void *addr, uint64_t *entry)
 	return n == sizeof(*entry) ? 0 : -EIO;
 }
 
+bool pagemap_has_content(uint64_t e)
+{
+	/*
+	 * A page of its own: swapped, or present and mapped only here. The
+	 * shared zero page (what a read of a zapped page maps) is never
+	 * "exclusively mapped"; neither are pages shared with a fork child,
+	 * which then count as zapped once: extra pages, never fewer.
+	 */
+	return (e & PM_SWAP) || ((e & PM_PRESENT) && (e & PM_EXCLUSIVE));
+}
+
 int pagemap_clear_soft_dirty(void)
 {
 	int fd = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
@@ -50,9 +61,10 @@ long pagemap_scan_once(int fd, struct pm_scan_arg *arg)
 }
 
 static long scan_loop(int fd, uintptr_t start, uintptr_t end, uint64_t flags,
-		      uint64_t category_mask, uint64_t anyof_mask,
-		      uint64_t return_mask, struct page_region *vec,
-		      size_t vec_len, pagemap_region_fn fn, void *arg)
+		      uint64_t inverted, uint64_t category_mask,
+		      uint64_t anyof_mask, uint64_t return_mask,
+		      struct page_region *vec, size_t vec_len,
+		      pagemap_region_fn fn, void *arg)
 {
 	struct pm_scan_arg a;
 	long total = 0, n;
@@ -66,6 +78,7 @@ static long scan_loop(int fd, uintptr_t start, uintptr_t end, uint64_t flags,
 		a.end = end;
 		a.vec = (uintptr_t)vec;
 		a.vec_len = vec_len;
+		a.category_inverted = inverted;
 		a.category_mask = category_mask;
 		a.category_anyof_mask = anyof_mask;
 		a.return_mask = return_mask;
@@ -93,8 +106,8 @@ long pagemap_scan(int fd, uintptr_t start, uintptr_t end, uint64_t flags,
 		  struct page_region *vec, size_t vec_len, pagemap_region_fn fn,
 		  void *arg)
 {
-	return scan_loop(fd, start, end, flags, category_mask, 0, return_mask,
-			 vec, vec_len, fn, arg);
+	return scan_loop(fd, start, end, flags, 0, category_mask, 0,
+			 return_mask, vec, vec_len, fn, arg);
 }
 
 struct presence_arg {
@@ -129,7 +142,10 @@ int pagemap_presence(int fd, uintptr_t start, size_t npages,
 
 	dirtymap_clear_range(out, 0, npages);
 	if (scan) {
-		r = scan_loop(fd, start, start + npages * ps, 0, 0,
+		/* The shared zero page is no content: a zapped page that
+		 * was read since maps it, and must still count as gone. */
+		r = scan_loop(fd, start, start + npages * ps, 0,
+			      PAGE_IS_PFNZERO, PAGE_IS_PFNZERO,
 			      PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
 			      PAGE_IS_PRESENT | PAGE_IS_SWAPPED, vec,
 			      PRESENCE_VEC, mark_presence, &a);
@@ -143,7 +159,7 @@ int pagemap_presence(int fd, uintptr_t start, size_t npages,
 			return got < 0 ? neg_errno() : -EIO;
 		n = (size_t)got / sizeof(*e);
 		for (k = 0; k < n; k++)
-			if (e[k] & (PM_PRESENT | PM_SWAP))
+			if (pagemap_has_content(e[k]))
 				dirtymap_set(out, i + k);
 		i += n;
 	}

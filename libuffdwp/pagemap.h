@@ -39,6 +39,9 @@ long pagemap_scan(int fd, uintptr_t start, uintptr_t end, uint64_t flags,
 		  struct page_region *vec, size_t vec_len, pagemap_region_fn fn,
 		  void *arg);
 
+/* Does a pagemap entry hold contents of its own (not the zero page)? */
+bool pagemap_has_content(uint64_t entry);
+
 /* echo 4 > /proc/self/clear_refs: soft-dirty off for the whole process. */
 int pagemap_clear_soft_dirty(void);
 

@@ -44,8 +44,10 @@ static void probe_scan(struct probe_result *r, int pm, void *page)
 	r->scan_ioctl = n != -ENOTTY;
 	if (n < 0)
 		return;
-	wp = scan_page(pm, page, ASYNC_SCAN_FLAGS, ASYNC_SCAN_MASK);
-	r->caps.pagemap_scan = wp == -EPERM || wp >= 0;
+	/* The check flag refuses this plain VMA: proof it is understood. */
+	wp = scan_page(pm, page, ASYNC_SCAN_FLAGS | PM_SCAN_CHECK_WPASYNC,
+		       ASYNC_SCAN_MASK);
+	r->caps.pagemap_scan = wp == -EPERM;
 	r->caps.pagemap_scan_soft_dirty =
 		scan_page(pm, page, 0, SOFT_DIRTY_SCAN_MASK) >= 0;
 }

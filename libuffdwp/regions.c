@@ -27,7 +27,8 @@ static pthread_mutex_t claims_lock = PTHREAD_MUTEX_INITIALIZER;
 struct region *region_new(struct uffdwp_ctx *ctx, uintptr_t start, size_t len,
 			  unsigned int flags, int memtype)
 {
-	struct region *r = calloc(1, sizeof(*r));
+	/* Handlers write it (zap watch): not from a heap that may be tracked. */
+	struct region *r = handler_zalloc(sizeof(*r));
 	size_t n = len / page_size();
 
 	if (!r)
@@ -56,7 +57,7 @@ void region_free(struct region *r)
 	dirtymap_free(&r->present);
 	dirtymap_free(&r->gone);
 	dirtymap_free(&r->zapwatch);
-	free(r);
+	handler_free(r, sizeof(*r));
 }
 
 int region_claim(struct region *r)
@@ -115,11 +116,19 @@ int regions_add(struct region_set **set, struct region *r)
 	s = set_alloc(n + 1);
 	if (!s)
 		return -ENOMEM;
-	for (i = 0; i < n && old->r[i]->start < r->start; i++)
+	/* Slots emptied by a low-memory removal are dropped here. */
+	for (i = 0; i < n; i++) {
+		if (!old->r[i])
+			continue;
+		if (r && old->r[i]->start > r->start) {
+			s->r[j++] = r;
+			r = NULL;
+		}
 		s->r[j++] = old->r[i];
-	s->r[j++] = r;
-	for (; i < n; i++)
-		s->r[j++] = old->r[i];
+	}
+	if (r)
+		s->r[j++] = r;
+	s->n = j;
 	rcu_assign_pointer(*set, s);
 	urcu_bp_synchronize_rcu();
 	free(old);
@@ -136,8 +145,9 @@ void regions_remove(struct region_set **set, struct region *r)
 	s = set_alloc(old->n - 1);
 	if (s) {
 		for (i = 0; i < old->n; i++)
-			if (old->r[i] != r)
+			if (old->r[i] && old->r[i] != r)
 				s->r[j++] = old->r[i];
+		s->n = j;
 		rcu_assign_pointer(*set, s);
 		urcu_bp_synchronize_rcu();
 		free(old);

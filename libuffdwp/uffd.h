@@ -34,10 +34,18 @@ int uffd_wake(int fd, void *addr, size_t len);
  * probe tries exactly what the backend will use: WP_ASYNC (with
  * WP_UNPOPULATED, which it implies, so never-touched pages are armed too),
  * and one PAGEMAP_SCAN that reports written pages and re-protects them.
+ *
+ * Without PM_SCAN_CHECK_WPASYNC (DESIGN 3.5 names it): with it, a mapping
+ * the program placed inside a tracked range (MAP_FIXED over part of it)
+ * fails the whole scan with -EPERM after the pages before it were already
+ * re-protected, and their report is lost with the error. Without it the
+ * kernel skips such a mapping, which is no longer tracked memory, and the
+ * get-and-re-protect stays one atomic call. The library registers every
+ * tracked mapping itself, so the check guards nothing else.
  */
 #define ASYNC_UFFD_FEATURES \
 	(UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED)
-#define ASYNC_SCAN_FLAGS (PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC)
+#define ASYNC_SCAN_FLAGS PM_SCAN_WP_MATCHING
 #define ASYNC_SCAN_MASK PAGE_IS_WRITTEN
 
 /* The sync backend's minimum: write-protect faults on anonymous memory. */

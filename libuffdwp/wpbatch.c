@@ -11,12 +11,13 @@
 /*
  * EAGAIN means an address-space event is being delivered (mmap_changing):
  * the thread that raised it runs again as soon as a handler read it, so
- * wait it out, with backoff, for up to RETRY_NS: on a loaded machine (the
- * kernel matrix runs two emulated guests on two cores) that thread can be
- * off the CPU for seconds.
+ * wait it out, with backoff, for up to RETRY_NS. A program that zaps its
+ * tracked memory without pause (the oracle's writers do, under emulation)
+ * can keep an event in flight all the time; the caller then gets -EAGAIN,
+ * with nothing lost, and may retry when its threads let up.
  */
 #define RETRY_MAX 2000
-#define RETRY_NS (10ULL * 1000 * 1000 * 1000)
+#define RETRY_NS (2ULL * 1000 * 1000 * 1000)
 
 void wpbatch_init(struct wpbatch *b, size_t protect_gap,
 		  struct wp_counters *stats)

@@ -350,8 +350,10 @@ int uffdwp_ctx_new(const struct uffdwp_ctx_opts *opts, struct uffdwp_ctx **ctx);
  * @brief Stop tracking everything and free the context.
  *
  * Ranges are unprotected (writers blocked on them are released), handler
- * threads are joined. In a forked child it only releases memory and file
- * descriptors, with no kernel calls on the parent's behalf.
+ * threads are joined. In a forked child it only closes the context's file
+ * descriptors: its memory is left to the child (the child's copies of the
+ * library's process-wide tables still refer to it), and no kernel call is
+ * made on the parent's behalf.
  *
  * @param[in] ctx The context, or NULL.
  * @return NULL.
@@ -378,7 +380,10 @@ const char *uffdwp_ctx_backend_reason(const struct uffdwp_ctx *ctx);
  *
  * The range must be mapped, readable and writable, page aligned, and not
  * overlap a range this or another context tracks. Pages written after
- * this call returns are reported by the next uffdwp_collect().
+ * this call returns are reported by the next uffdwp_collect(). On
+ * soft_dirty, tracking clears the soft-dirty bits of the whole process
+ * after reading every tracked range: writers of soft-dirty ranges must be
+ * quiescent during a track too.
  *
  * Memory types: anonymous private memory on every backend; shmem and memfd
  * on uffd_async, uffd_sync (5.19+) and mprotect; file-backed shared
@@ -435,7 +440,7 @@ int uffdwp_untrack(struct uffdwp_ctx *ctx, void *addr, size_t len);
  * @return The number of dirty pages reported; -EINVAL if @p fn is NULL;
  *         @p fn's negative value if it stopped the collect; -ECHILD after
  *         fork; -EAGAIN if an address-space change (munmap, mremap,
- *         MADV_DONTNEED) kept the kernel from re-arming for 10 s: call it
+ *         MADV_DONTNEED) kept the kernel from re-arming for 2 s: call it
  *         again; other -errno from the kernel. In every error case nothing
  *         is lost: unreported pages stay pending for the next collect.
  * @note Thread-safe; serialised with the other calls on @p ctx. Writers may
