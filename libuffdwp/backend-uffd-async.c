@@ -158,6 +158,18 @@ static int scan_region(struct uffdwp_ctx *ctx, struct region *r, bool keep)
 		cnt_add(&ctx->cnt.scan_calls, 1);
 		return n < 0 ? (int)n : 0;
 	}
+	if (uffdwp_test_hooks.async_get_then_protect) {
+		/* Broken on purpose (race probe B's sensitivity test). */
+		n = pagemap_scan(s->pagemap, r->start, r->end, 0,
+				 ASYNC_SCAN_MASK, ASYNC_SCAN_MASK, s->vec,
+				 SCAN_VEC, mark_pending, &h);
+		if (n >= 0)
+			n = pagemap_scan(s->pagemap, r->start, r->end,
+					 ASYNC_SCAN_FLAGS, ASYNC_SCAN_MASK,
+					 ASYNC_SCAN_MASK, NULL, 0, NULL, NULL);
+		cnt_add(&ctx->cnt.pages_rearmed, h.pages);
+		return n < 0 ? (int)n : 0;
+	}
 	n = pagemap_scan(s->pagemap, r->start, r->end, ASYNC_SCAN_FLAGS,
 			 ASYNC_SCAN_MASK, ASYNC_SCAN_MASK, s->vec, SCAN_VEC,
 			 mark_pending, &h);

@@ -22,6 +22,43 @@ static const int auto_order[] = {
 static pthread_mutex_t probe_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct probe_result *probed; /* published once, never freed */
 
+/*
+ * The stale-TLB defects are decided only by race probe A, too costly to run
+ * implicitly: its latest verdicts live here, beside the immutable probe
+ * result. Their strings stay valid until the next uffdwp_race_probe().
+ */
+static pthread_mutex_t race_note_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct defect_state race_note[2];
+static bool race_noted[2];
+
+void defects_note_race(const struct uffdwp_race_result *res)
+{
+	int idx = res->mechanism == UFFDWP_RACE_SOFT_DIRTY ? 1 : 0;
+	int status;
+
+	if (res->probe != UFFDWP_RACE_PROBE_A)
+		return;
+	if (res->verdict == UFFDWP_RACE_FAIL)
+		status = UFFDWP_DEFECT_PRESENT;
+	else if (res->verdict == UFFDWP_RACE_INCONCLUSIVE)
+		status = UFFDWP_DEFECT_UNKNOWN;
+	else
+		status = UFFDWP_DEFECT_ABSENT;
+	pthread_mutex_lock(&race_note_lock);
+	/* Two uffd mechanisms share one entry: a failure sticks. */
+	if (!(race_noted[idx] &&
+	      race_note[idx].status == UFFDWP_DEFECT_PRESENT)) {
+		race_note[idx].status = status;
+		snprintf(race_note[idx].observed,
+			 sizeof(race_note[idx].observed),
+			 "race probe A on %s: %s: %s",
+			 uffdwp_race_mechanism_name(res->mechanism),
+			 uffdwp_race_verdict_name(res->verdict), res->why);
+		race_noted[idx] = true;
+	}
+	pthread_mutex_unlock(&race_note_lock);
+}
+
 static void choose_auto(struct probe_result *r)
 {
 	struct uffdwp_caps *c = &r->caps;
@@ -160,6 +197,18 @@ UFFDWP_EXPORT int uffdwp_defect_get(size_t idx, struct uffdwp_defect *defect)
 		.observed = r->defect[idx].observed,
 		.action = d->action,
 	};
+	if ((idx == DEFECT_STALE_TLB_UFFD_WP ||
+	     idx == DEFECT_STALE_TLB_SOFT_DIRTY) &&
+	    out.status != UFFDWP_DEFECT_NOT_APPLICABLE) {
+		int k = idx == DEFECT_STALE_TLB_SOFT_DIRTY;
+
+		pthread_mutex_lock(&race_note_lock);
+		if (race_noted[k]) {
+			out.status = race_note[k].status;
+			out.observed = race_note[k].observed;
+		}
+		pthread_mutex_unlock(&race_note_lock);
+	}
 	sz_copy_out(defect, &out, sizeof(out));
 	return 0;
 }

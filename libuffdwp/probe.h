@@ -67,6 +67,10 @@ struct defect_desc {
 /* The static description of defect @id; NULL past the end. */
 const struct defect_desc *defect_desc(size_t id);
 
+/* Record what race probe A found, for the stale-TLB defect entries. */
+struct uffdwp_race_result;
+void defects_note_race(const struct uffdwp_race_result *res);
+
 /* True for errors that mean "out of resources", not "unsupported". */
 static inline bool resource_error(int err)
 {

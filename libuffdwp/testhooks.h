@@ -16,6 +16,9 @@ struct uffdwp_test_hooks {
 	/* uffd_async looks for zaps itself, as it does on kernels with the
 	 * pagemap-scan-zapped-reported-clean defect (none in the matrix). */
 	int async_check_zaps;
+	/* uffd_async reports with a get-only scan, then protects with a
+	 * second one: the non-atomic get-and-reset invariant 3.5 forbids. */
+	int async_get_then_protect;
 };
 
 extern struct uffdwp_test_hooks uffdwp_test_hooks;

@@ -192,12 +192,17 @@ static void usage(FILE *f)
 
 	fprintf(f,
 		"Usage: uffdwp-check [--json] [--feature NAME]\n"
+		"       uffdwp-check --race-probe [--seconds N] [--mechanism M] [--json]\n"
 		"\n"
 		"Reports what this kernel and process offer for dirty-page tracking,\n"
 		"which backend AUTO chooses and why, and the known kernel defects.\n"
 		"\n"
 		"  -j, --json           print JSON with stable keys\n"
 		"  -f, --feature NAME   exit 0 if NAME is present, 1 if absent\n"
+		"  -r, --race-probe     run the stale-TLB lost-write probes (default 10 s):\n"
+		"                       exit 0 pass, 1 fail, 77 inconclusive\n"
+		"  -s, --seconds N      the race probe's time budget\n"
+		"  -m, --mechanism M    uffd_sync, uffd_async or soft_dirty (default: all)\n"
 		"  -V, --version        print the library version\n"
 		"  -h, --help           print this help\n"
 		"\n"
@@ -426,23 +431,170 @@ static void print_table(const struct uffdwp_caps *c)
 	}
 }
 
+static int race_mechanism(const char *s)
+{
+	int m;
+
+	for (m = UFFDWP_RACE_UFFD_SYNC; m <= UFFDWP_RACE_SOFT_DIRTY; m++)
+		if (!strcmp(s, uffdwp_race_mechanism_name(m)))
+			return m;
+	if (!strcmp(s, "sync"))
+		return UFFDWP_RACE_UFFD_SYNC;
+	if (!strcmp(s, "async"))
+		return UFFDWP_RACE_UFFD_ASYNC;
+	if (!strcmp(s, "soft-dirty"))
+		return UFFDWP_RACE_SOFT_DIRTY;
+	return -1;
+}
+
+static void print_race_json(const struct uffdwp_race_report *r)
+{
+	struct uffdwp_defect d = { .sz = sizeof(d) };
+	struct uffdwp_caps c = { .sz = sizeof(c) };
+	unsigned int i;
+	size_t k;
+
+	printf("{\n  \"verdict\": \"%s\",\n",
+	       uffdwp_race_verdict_name(r->verdict));
+	printf("  \"thresholds\": { \"cpus\": 3, \"cycles\": 2000, \"copy_events\": 10000 },\n");
+	printf("  \"results\": [\n");
+	for (i = 0; i < r->n; i++) {
+		const struct uffdwp_race_result *x = &r->results[i];
+
+		printf("    { \"probe\": \"%s\", \"mechanism\": \"%s\", \"verdict\": \"%s\", \"cpus\": %u,\n",
+		       uffdwp_race_probe_name(x->probe),
+		       uffdwp_race_mechanism_name(x->mechanism),
+		       uffdwp_race_verdict_name(x->verdict), x->cpus);
+		printf("      \"cycles\": %llu, \"faults\": %llu, \"copy_events\": %llu, \"checked\": %llu, \"lost\": %llu, \"seconds\": %.3f,\n",
+		       (unsigned long long)x->cycles,
+		       (unsigned long long)x->faults,
+		       (unsigned long long)x->copy_events,
+		       (unsigned long long)x->checked,
+		       (unsigned long long)x->lost, x->seconds);
+		if (x->verdict == UFFDWP_RACE_FAIL)
+			printf("      \"fail\": { \"offset\": %llu, \"expected\": %llu, \"actual\": %llu, \"cycle\": %llu },\n",
+			       (unsigned long long)x->fail_offset,
+			       (unsigned long long)x->expected,
+			       (unsigned long long)x->actual,
+			       (unsigned long long)x->fail_cycle);
+		printf("      \"why\": ");
+		json_str(x->why);
+		printf(" }%s\n", i + 1 < r->n ? "," : "");
+	}
+	printf("  ],\n  \"defects\": [\n");
+	uffdwp_probe(&c);
+	for (k = 0; k < c.n_defects; k++) {
+		if (uffdwp_defect_get(k, &d))
+			break;
+		printf("    { \"id\": ");
+		json_str(d.id);
+		printf(", \"status\": ");
+		json_str(uffdwp_defect_status_name(d.status));
+		printf(", \"observed\": ");
+		json_str(d.observed);
+		printf(" }%s\n", k + 1 < c.n_defects ? "," : "");
+	}
+	printf("  ]\n}\n");
+}
+
+static void print_race_table(const struct uffdwp_race_report *r)
+{
+	unsigned int i;
+
+	printf("%-5s %-10s %-12s %8s %8s %8s %8s %5s\n", "probe", "mechanism",
+	       "verdict", "cycles", "faults", "copies", "checked", "lost");
+	for (i = 0; i < r->n; i++) {
+		const struct uffdwp_race_result *x = &r->results[i];
+
+		printf("%-5s %-10s %-12s %8llu %8llu %8llu %8llu %5llu\n",
+		       uffdwp_race_probe_name(x->probe),
+		       uffdwp_race_mechanism_name(x->mechanism),
+		       uffdwp_race_verdict_name(x->verdict),
+		       (unsigned long long)x->cycles,
+		       (unsigned long long)x->faults,
+		       (unsigned long long)x->copy_events,
+		       (unsigned long long)x->checked,
+		       (unsigned long long)x->lost);
+		printf("      %s\n", x->why);
+	}
+	printf("\nverdict: %s (a pass is evidence, not proof)\n",
+	       uffdwp_race_verdict_name(r->verdict));
+}
+
+static int race_main(double seconds, int mechanism, bool json)
+{
+	struct uffdwp_race_opts o = { .sz = sizeof(o) };
+	struct uffdwp_race_report r = { .sz = sizeof(r) };
+	int err;
+
+	o.seconds = seconds;
+	o.mechanism = mechanism;
+	err = uffdwp_race_probe(&o, &r);
+	if (err) {
+		fprintf(stderr, "uffdwp-check: race probe failed: %s\n",
+			strerror(-err));
+		return EXIT_PROBE_FAILED;
+	}
+	if (json)
+		print_race_json(&r);
+	else
+		print_race_table(&r);
+	switch (r.verdict) {
+	case UFFDWP_RACE_FAIL:
+		return 1;
+	case UFFDWP_RACE_INCONCLUSIVE:
+		return 77;
+	default:
+		return 0;
+	}
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "json", no_argument, NULL, 'j' },
 		{ "feature", required_argument, NULL, 'f' },
 		{ "version", no_argument, NULL, 'V' },
+		{ "race-probe", no_argument, NULL, 'r' },
+		{ "seconds", required_argument, NULL, 's' },
+		{ "mechanism", required_argument, NULL, 'm' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	struct uffdwp_caps caps = { .sz = sizeof(caps) };
 	const struct feature *feat = NULL;
-	bool json = false;
-	int opt, err;
+	bool json = false, race = false;
+	double seconds = 0;
+	int opt, err, mechanism = 0;
+	char *end;
 
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "jf:Vh", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "jf:Vhrs:m:", opts, NULL)) !=
+	       -1) {
 		switch (opt) {
+		case 'r':
+			race = true;
+			break;
+		case 's':
+			seconds = strtod(optarg, &end);
+			if (*end || !(seconds > 0) || seconds > 3600) {
+				fprintf(stderr,
+					"uffdwp-check: --seconds wants a number of seconds in (0, 3600], not '%s'\n\n",
+					optarg);
+				usage(stderr);
+				return EXIT_USAGE;
+			}
+			break;
+		case 'm':
+			mechanism = race_mechanism(optarg);
+			if (mechanism < 0) {
+				fprintf(stderr,
+					"uffdwp-check: unknown mechanism '%s'\n\n",
+					optarg);
+				usage(stderr);
+				return EXIT_USAGE;
+			}
+			break;
 		case 'j':
 			json = true;
 			break;
@@ -476,6 +628,21 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return EXIT_USAGE;
 	}
+
+	if ((seconds || mechanism) && !race) {
+		fprintf(stderr,
+			"uffdwp-check: --seconds and --mechanism go with --race-probe\n\n");
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (race && feat) {
+		fprintf(stderr,
+			"uffdwp-check: --race-probe and --feature do not mix\n\n");
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (race)
+		return race_main(seconds, mechanism, json);
 
 	err = uffdwp_probe(&caps);
 	if (err) {

@@ -455,6 +455,123 @@ long uffdwp_collect(struct uffdwp_ctx *ctx, uffdwp_run_fn fn, void *arg);
  */
 int uffdwp_ctx_stats(const struct uffdwp_ctx *ctx, struct uffdwp_stats *stats);
 
+/* --- stale-TLB race probe -------------------------------------------- */
+
+/** @brief The protect mechanisms the race probe exercises. */
+enum uffdwp_race_mechanism {
+	/** Every mechanism usable here. */
+	UFFDWP_RACE_ALL = 0,
+	/** UFFDIO_WRITEPROTECT with faults resolved by a handler thread. */
+	UFFDWP_RACE_UFFD_SYNC = 1,
+	/** WP_ASYNC with PAGEMAP_SCAN(PM_SCAN_WP_MATCHING). */
+	UFFDWP_RACE_UFFD_ASYNC = 2,
+	/** clear_refs "4" and the soft-dirty bit. */
+	UFFDWP_RACE_SOFT_DIRTY = 3,
+};
+
+/** @brief The three probes (a bit mask in uffdwp_race_opts::probes). */
+enum uffdwp_race_probe_id {
+	/** A: lost updates of the kernel's copy-on-write under protection. */
+	UFFDWP_RACE_PROBE_A = 1u << 0,
+	/** B: the library's collect against an incremental dump. */
+	UFFDWP_RACE_PROBE_B = 1u << 1,
+	/** C: copy-then-unprotect snapshots against a paused-writer copy. */
+	UFFDWP_RACE_PROBE_C = 1u << 2,
+};
+
+/** @brief A race probe verdict. */
+enum uffdwp_race_verdict {
+	/** The mechanism is missing, or nothing that could race happened. */
+	UFFDWP_RACE_INCONCLUSIVE = 0,
+	/** No loss, but a threshold of a strong pass was not met (named). */
+	UFFDWP_RACE_PASS_WEAK = 1,
+	/** No loss, and every threshold met. */
+	UFFDWP_RACE_PASS_STRONG = 2,
+	/** Lost writes: the result says where. */
+	UFFDWP_RACE_FAIL = 3,
+};
+
+/** @brief Options for uffdwp_race_probe(); NULL means the quick run. */
+struct uffdwp_race_opts {
+	/** Set by the caller to `sizeof(struct uffdwp_race_opts)`. */
+	size_t sz;
+	/** Wall time for the whole run (0: 10 s), shared by every probe. */
+	double seconds;
+	/** #uffdwp_race_probe_id bits (0: all three). */
+	unsigned int probes;
+	/** A #uffdwp_race_mechanism (0: every usable one). */
+	int mechanism;
+};
+
+/** @brief What one probe found on one mechanism. */
+struct uffdwp_race_result {
+	int probe; /**< one #uffdwp_race_probe_id bit */
+	int mechanism; /**< a #uffdwp_race_mechanism */
+	int verdict; /**< a #uffdwp_race_verdict */
+	uint64_t cycles; /**< protect cycles (A), rounds (B), snapshots (C) */
+	uint64_t faults; /**< write faults taken */
+	uint64_t copy_events; /**< A: copies of the hot page (PFN changes, or
+			       *   minor faults where PFNs are hidden) */
+	uint64_t checked; /**< B, C: pages compared */
+	uint64_t lost; /**< A: lost increments; B, C: pages that differ */
+	uint64_t fail_offset; /**< first bad page, as an offset in the region */
+	uint64_t expected,
+		actual; /**< the bad page's expected and seen value */
+	uint64_t fail_cycle; /**< the cycle it went wrong in */
+	double seconds; /**< how long this probe ran */
+	unsigned int cpus; /**< CPUs it could use */
+	char why[200]; /**< the verdict's reason, or a failure's detail */
+};
+
+#define UFFDWP_RACE_MAX_RESULTS 9
+
+/** @brief Every result of one uffdwp_race_probe() run. */
+struct uffdwp_race_report {
+	/** Set by the caller to `sizeof(struct uffdwp_race_report)`. */
+	size_t sz;
+	/** FAIL if a probe failed; else PASS_WEAK if one passed weakly;
+	 *  PASS_STRONG if every probe that could tell passed strongly;
+	 *  INCONCLUSIVE if none could tell (each result says why). */
+	int verdict;
+	/** Entries used in @ref results. */
+	unsigned int n;
+	struct uffdwp_race_result results[UFFDWP_RACE_MAX_RESULTS];
+};
+
+/**
+ * @brief Check this kernel for lost writes under write-protection (the
+ * 2020 stale-TLB copy-on-write race), by running the probes.
+ *
+ * A fails if the kernel loses increments of a hot page while it is
+ * write-protected and copied on write; B if the library's collect misses a
+ * write; C if a copy-then-unprotect snapshot differs from a paused-writer
+ * copy. A pass is evidence, not proof: a race that did not happen in the
+ * run is not shown absent. Runs threads pinned to CPUs, maps up to 64 MiB,
+ * forks short-lived children (A forces copy-on-write by sharing pages with
+ * one), and writes `/proc/self/clear_refs` (soft-dirty: whole process).
+ *
+ * The result updates the stale-TLB entries of the defect table
+ * (uffdwp_defect_get()) for the mechanisms it ran.
+ *
+ * @param[in] opts Options, or NULL for the quick run (10 s, all).
+ * @param[in,out] report Filled up to report->sz bytes.
+ * @return 0 (the verdicts are in @p report); -EINVAL bad options or
+ *         @p report; -E2BIG as for uffdwp_probe(); -ENOMEM.
+ * @note Thread-safe, but it loads every CPU for its duration; one run at
+ *       a time per process.
+ */
+int uffdwp_race_probe(const struct uffdwp_race_opts *opts,
+		      struct uffdwp_race_report *report);
+
+/**
+ * @brief Names: "A"/"B"/"C", "uffd_sync"/"uffd_async"/"soft_dirty",
+ * "inconclusive"/"pass-weak"/"pass-strong"/"fail". NULL if unknown.
+ * @note Thread-safe and async-signal-safe.
+ */
+const char *uffdwp_race_probe_name(int probe);
+const char *uffdwp_race_mechanism_name(int mechanism);
+const char *uffdwp_race_verdict_name(int verdict);
+
 #ifdef __cplusplus
 }
 #endif
