@@ -97,14 +97,15 @@ void dirtymap_or(struct dirtymap *dst, const struct dirtymap *src)
 		dst->w[i] |= __atomic_load_n(&src->w[i], __ATOMIC_RELAXED);
 }
 
-size_t dirtymap_next_set(const struct dirtymap *m, size_t from)
+/* The first bit at or after @from equal to 1 after xor with @flip. */
+static size_t next_bit(const struct dirtymap *m, size_t from, uint64_t flip)
 {
 	size_t i = from / 64;
 	uint64_t v;
 
 	if (from >= m->nbits)
 		return m->nbits;
-	v = __atomic_load_n(&m->w[i], __ATOMIC_RELAXED) &
+	v = (__atomic_load_n(&m->w[i], __ATOMIC_RELAXED) ^ flip) &
 	    ~((1ULL << (from % 64)) - 1);
 	for (;;) {
 		if (v) {
@@ -114,29 +115,18 @@ size_t dirtymap_next_set(const struct dirtymap *m, size_t from)
 		}
 		if (++i >= DIRTYMAP_WORDS(m->nbits))
 			return m->nbits;
-		v = __atomic_load_n(&m->w[i], __ATOMIC_RELAXED);
+		v = __atomic_load_n(&m->w[i], __ATOMIC_RELAXED) ^ flip;
 	}
+}
+
+size_t dirtymap_next_set(const struct dirtymap *m, size_t from)
+{
+	return next_bit(m, from, 0);
 }
 
 size_t dirtymap_next_clear(const struct dirtymap *m, size_t from)
 {
-	size_t i = from / 64;
-	uint64_t v;
-
-	if (from >= m->nbits)
-		return m->nbits;
-	v = ~__atomic_load_n(&m->w[i], __ATOMIC_RELAXED) &
-	    ~((1ULL << (from % 64)) - 1);
-	for (;;) {
-		if (v) {
-			size_t bit = i * 64 + (size_t)__builtin_ctzll(v);
-
-			return bit < m->nbits ? bit : m->nbits;
-		}
-		if (++i >= DIRTYMAP_WORDS(m->nbits))
-			return m->nbits;
-		v = ~__atomic_load_n(&m->w[i], __ATOMIC_RELAXED);
-	}
+	return next_bit(m, from, ~0ULL);
 }
 
 size_t dirtymap_count(const struct dirtymap *m)

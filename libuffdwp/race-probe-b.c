@@ -62,9 +62,7 @@ static void *b_writer_main(void *arg)
 			__atomic_fetch_sub(&st->parked, 1, __ATOMIC_SEQ_CST);
 			continue;
 		}
-		x ^= x << 13;
-		x ^= x >> 7;
-		x ^= x << 17;
+		race_rand(&x);
 		page = (size_t)(x % st->npages);
 		off = (size_t)((x >> 40) % (page_size() / 8)) * 8;
 		/* Unique per writer and store: a stale copy cannot match. */

@@ -59,6 +59,15 @@ int race_run(int probe, struct race_run *run);
 #define RACE_STRONG_CYCLES 2000
 #define RACE_STRONG_COPIES 10000
 
+/* xorshift64: the writers' cheap, per-thread page and value picker. */
+static inline uint64_t race_rand(uint64_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 7;
+	*x ^= *x << 17;
+	return *x;
+}
+
 /* Fill out->why with a printf format. */
 void race_why(struct uffdwp_race_result *out, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
