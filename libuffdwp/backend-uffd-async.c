@@ -9,6 +9,14 @@
  * Re-protection does not go through the wp batch: splitting get from
  * protect is exactly the race 3.5 forbids, and the scan already issues one
  * call per vector of runs.
+ *
+ * Snapshots need a writer held before its first write, which WP_ASYNC never
+ * does: for the snapshot window the range moves to a synchronous
+ * userfaultfd with its own handler thread (syncwp.c), and back afterwards.
+ * Unregistering drops every uffd-wp bit, so each move runs behind a gate
+ * (gate.h: the range is read-only and writers wait in a SIGSEGV handler),
+ * and zaps made while no userfaultfd watches are found by presence
+ * (zaps.h). During the window the range is harvested like uffd_sync's.
  */
 #include <fcntl.h>
 #include <stdlib.h>
@@ -16,9 +24,13 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "gate.h"
+#include "snapshot.h"
+#include "syncwp.h"
 #include "pagemap.h"
 #include "testhooks.h"
 #include "uffd.h"
+#include "vma.h"
 #include "zaps.h"
 
 /* Regions per PAGEMAP_SCAN call: 24 KiB of output. */
@@ -31,6 +43,11 @@ struct async_state {
 	 * a zapped page as clean: look for zaps ourselves there. */
 	bool check_zaps;
 	struct zap_state zaps;
+	/* The snapshot window's synchronous userfaultfd, made on first use,
+	 * and presence looks across each move. */
+	struct sync_state *sync;
+	struct zap_state movez;
+	bool movez_ready;
 	struct page_region vec[SCAN_VEC];
 };
 
@@ -61,7 +78,9 @@ static int async_init(struct uffdwp_ctx *ctx, const struct uffdwp_ctx_opts *o)
 	ret = uffdwp_probe(&caps);
 	if (ret)
 		return ret;
-	s = calloc(1, sizeof(*s));
+	/* Not from the heap: the scan writes its output here, and a program
+	 * may track its heap (and snapshot it, which gates it read-only). */
+	s = handler_zalloc(sizeof(*s));
 	if (!s)
 		return -ENOMEM;
 	s->uffd = uffd_open(caps.uffd_mode, O_CLOEXEC | O_NONBLOCK);
@@ -94,7 +113,7 @@ static int async_init(struct uffdwp_ctx *ctx, const struct uffdwp_ctx_opts *o)
 err_uffd:
 	close(s->uffd);
 err:
-	free(s);
+	handler_free(s, sizeof(*s));
 	return ret;
 }
 
@@ -104,13 +123,18 @@ static void async_fini(struct uffdwp_ctx *ctx, bool in_child)
 
 	if (s->check_zaps)
 		close(s->zaps.pagemap);
+	if (s->movez_ready)
+		close(s->movez.pagemap);
 	close(s->pagemap);
 	close(s->uffd);
+	syncwp_close(s->sync, in_child);
 	if (in_child)
 		return;
 	if (s->check_zaps)
 		dirtymap_free(&s->zaps.now);
-	free(s);
+	if (s->movez_ready)
+		dirtymap_free(&s->movez.now);
+	handler_free(s, sizeof(*s));
 	ctx->bdata = NULL;
 }
 
@@ -198,8 +222,35 @@ static int async_track(struct uffdwp_ctx *ctx, struct region *r)
 
 static void async_untrack(struct uffdwp_ctx *ctx, struct region *r)
 {
+	struct async_state *s = st(ctx);
+
+	if (r->moved) {
+		/* Left on the synchronous userfaultfd by a failed move. */
+		pthread_rwlock_wrlock(&s->sync->resolve);
+		uffd_unregister(s->sync->uffd, (void *)r->start,
+				r->end - r->start);
+		uffd_wake(s->sync->uffd, (void *)r->start, r->end - r->start);
+		pthread_rwlock_unlock(&s->sync->resolve);
+		handler_kick(s->sync);
+		r->moved = false;
+		return;
+	}
 	/* Unregistering drops the uffd-wp bits of the range. */
-	uffd_unregister(st(ctx)->uffd, (void *)r->start, r->end - r->start);
+	uffd_unregister(s->uffd, (void *)r->start, r->end - r->start);
+}
+
+/* Harvest a range that sits on the synchronous userfaultfd. */
+static int harvest_moved(struct uffdwp_ctx *ctx, struct region *r)
+{
+	struct sync_state *ss = st(ctx)->sync;
+	int ret;
+
+	pthread_rwlock_wrlock(&ss->resolve);
+	handler_quiesce_events(ss);
+	ret = syncwp_harvest_locked(ctx, ss, &r, 1);
+	pthread_rwlock_unlock(&ss->resolve);
+	handler_kick(ss);
+	return ret;
 }
 
 static int async_harvest(struct uffdwp_ctx *ctx)
@@ -214,6 +265,12 @@ static int async_harvest(struct uffdwp_ctx *ctx)
 		if (!set->r[i])
 			continue;
 		r = set->r[i];
+		if (r->moved) {
+			ret = harvest_moved(ctx, r);
+			if (ret)
+				return ret;
+			continue;
+		}
 		ret = scan_region(ctx, r, true);
 		/* Unmapped parts and foreign mappings scan as empty. */
 		if (ret)
@@ -224,10 +281,208 @@ static int async_harvest(struct uffdwp_ctx *ctx)
 			ret = zaps_note(&s->zaps, r, false);
 			if (ret)
 				return ret;
-			dirtymap_take(&r->pending, &r->recorded);
 		}
+		/* Faults of a snapshot window, zaps found by presence. */
+		dirtymap_take(&r->pending, &r->recorded);
 	}
 	return 0;
+}
+
+static int movez_note(struct async_state *s, struct region *r, bool first)
+{
+	if (!s->movez_ready) {
+		int ret = zaps_init(&s->movez, true);
+
+		if (ret)
+			return ret;
+		s->movez_ready = true;
+	}
+	return zaps_note(&s->movez, r, first);
+}
+
+struct seg_call {
+	int fd;
+	bool protect;
+};
+
+static int seg_register(void *arg, uintptr_t lo, uintptr_t hi)
+{
+	const struct seg_call *c = arg;
+
+	if (c->protect)
+		return uffd_writeprotect(c->fd, (void *)lo, hi - lo,
+					 UFFDIO_WRITEPROTECT_MODE_WP);
+	return uffd_register(c->fd, (void *)lo, hi - lo,
+			     UFFDIO_REGISTER_MODE_WP, NULL);
+}
+
+/* Each mapping of @r, however the program punched holes in it (munmap),
+ * and whatever its protection: a read-only part may be made writable. */
+static int each_mapped(struct region *r, int fd, bool protect)
+{
+	struct seg_call c = { fd, protect };
+	int ret = vma_each(r->start, r->end, seg_register, &c);
+
+	return ret == -EFAULT ? 0 : ret; /* holes are skipped, not errors */
+}
+
+/*
+ * Register @r with @fd: one call for the whole range when it is one piece,
+ * one per mapping when the program punched holes in it (registration
+ * refuses holes).
+ */
+static int register_mapped(int fd, struct region *r)
+{
+	int ret;
+
+	ret = uffd_register(fd, (void *)r->start, r->end - r->start,
+			    UFFDIO_REGISTER_MODE_WP, NULL);
+	if (ret != -EINVAL && ret != -ENOMEM)
+		return ret;
+	return each_mapped(r, fd, false);
+}
+
+/* Protect what register_mapped() registered. */
+static int protect_mapped(struct sync_state *ss, struct region *r)
+{
+	int ret;
+
+	ret = uffd_writeprotect(ss->uffd, (void *)r->start, r->end - r->start,
+				UFFDIO_WRITEPROTECT_MODE_WP);
+	if (ret != -ENOENT && ret != -EINVAL)
+		return ret;
+	return each_mapped(r, ss->uffd, true);
+}
+
+/* Back from the synchronous userfaultfd to the asynchronous one. */
+static int arm_async(struct uffdwp_ctx *ctx, struct region *r)
+{
+	struct async_state *s = st(ctx);
+	int ret;
+
+	ret = register_mapped(s->uffd, r);
+	if (ret)
+		return ret;
+	ret = scan_region(ctx, r, false);
+	if (ret)
+		uffd_unregister(s->uffd, (void *)r->start, r->end - r->start);
+	return ret;
+}
+
+static int async_snap_begin(struct uffdwp_ctx *ctx,
+			    struct uffdwp_snapshot *snap)
+{
+	struct async_state *s = st(ctx);
+	struct region *r = snapshot_region(snap);
+	size_t len = r->end - r->start;
+	struct sync_state *ss;
+	struct gate g;
+	int ret;
+
+	if (r->memtype == MEM_FILE)
+		return -EOPNOTSUPP; /* no synchronous write-protect for files */
+	if (r->moved)
+		return -EBUSY; /* a failed move back: still synchronous */
+	if (!s->sync) {
+		ret = syncwp_open(ctx, 1, &s->sync);
+		if (ret)
+			return ret;
+	}
+	ss = s->sync;
+	ret = gate_prepare(&g, r->start, r->end);
+	if (ret)
+		return ret;
+	ret = gate_close(&g);
+	if (ret)
+		goto out;
+	/* Writers are held. What they wrote goes to pending; presence is
+	 * noted, since a zap from now until the synchronous userfaultfd
+	 * watches would otherwise go unseen. */
+	ret = scan_region(ctx, r, true);
+	if (!ret)
+		ret = movez_note(s, r, !s->check_zaps);
+	if (ret)
+		goto open;
+	dirtymap_take(&r->pending, &r->recorded);
+	uffd_unregister(s->uffd, (void *)r->start, len);
+	ret = register_mapped(ss->uffd, r);
+	if (!ret) {
+		ret = protect_mapped(ss, r);
+		if (ret) {
+			uffd_unregister(ss->uffd, (void *)r->start, len);
+			uffd_wake(ss->uffd, (void *)r->start, len);
+		}
+	}
+	if (ret) {
+		/* Back where it was; anything written meanwhile was held by
+		 * the gate, so arming again loses nothing. */
+		if (arm_async(ctx, r))
+			dirtymap_set_range(&r->recorded, 0, r->npages);
+		goto open;
+	}
+	/* Zapped while unwatched: counted as written (into pending below,
+	 * through the harvest of the publish). */
+	movez_note(s, r, false);
+	r->moved = true;
+	pthread_rwlock_wrlock(&ss->resolve);
+	handler_quiesce_events(ss);
+	ret = syncwp_harvest_locked(ctx, ss, &r, 1);
+	if (!ret)
+		snapshot_publish(snap, ss);
+	pthread_rwlock_unlock(&ss->resolve);
+	handler_kick(ss);
+open:
+	gate_open(&g);
+out:
+	gate_release(&g);
+	return ret;
+}
+
+static void async_snap_end(struct uffdwp_ctx *ctx, struct uffdwp_snapshot *snap)
+{
+	struct async_state *s = st(ctx);
+	struct region *r = snapshot_region(snap);
+	struct sync_state *ss = s->sync;
+	size_t len = r->end - r->start;
+	struct gate g;
+	bool prepared, gated;
+
+	prepared = !gate_prepare(&g, r->start, r->end);
+	gated = prepared && !gate_close(&g);
+	pthread_rwlock_wrlock(&ss->resolve);
+	snapshot_unpublish(snap, ss);
+	if (!gated) {
+		/* No gate, no move: the range stays synchronous (correct,
+		 * only slower) and is harvested as such. */
+		pthread_rwlock_unlock(&ss->resolve);
+		handler_kick(ss);
+		if (prepared)
+			gate_release(&g);
+		return;
+	}
+	movez_note(s, r, true);
+	uffd_unregister(ss->uffd, (void *)r->start, len);
+	/* The kernel wakes only MISSING waiters on unregister: the writers
+	 * blocked on the range retry now, and meet the gate. */
+	uffd_wake(ss->uffd, (void *)r->start, len);
+	pthread_rwlock_unlock(&ss->resolve);
+	handler_kick(ss);
+	if (arm_async(ctx, r)) {
+		/* Could not go back: stay synchronous, everything counted
+		 * as written once (a superset loses nothing). */
+		if (!register_mapped(ss->uffd, r))
+			protect_mapped(ss, r);
+		dirtymap_set_range(&r->recorded, 0, r->npages);
+	} else {
+		r->moved = false;
+		movez_note(s, r, false);
+		if (s->check_zaps)
+			zaps_note(&s->zaps, r, true);
+	}
+	/* The synchronous side's zap watch is of no use here. */
+	dirtymap_clear_range(&r->zapwatch, 0, r->npages);
+	gate_open(&g);
+	gate_release(&g);
 }
 
 const struct backend_ops backend_uffd_async = {
@@ -238,4 +493,6 @@ const struct backend_ops backend_uffd_async = {
 	.track = async_track,
 	.untrack = async_untrack,
 	.harvest = async_harvest,
+	.snap_begin = async_snap_begin,
+	.snap_end = async_snap_end,
 };

@@ -30,6 +30,13 @@ struct backend_ops {
 	 * pending map, re-armed. On error what was moved stays pending and
 	 * nothing written is lost. */
 	int (*harvest)(struct uffdwp_ctx *ctx);
+	/* Snapshots (NULL: -EOPNOTSUPP). snap_begin: protect the snapshot's
+	 * range, harvest, and publish @snap to the fault handlers
+	 * (snapshot_publish()) while resolution is paused: that moment is
+	 * the instant. snap_end: unpublish, and undo what begin changed;
+	 * nothing written may be lost across either. */
+	int (*snap_begin)(struct uffdwp_ctx *ctx, struct uffdwp_snapshot *snap);
+	void (*snap_end)(struct uffdwp_ctx *ctx, struct uffdwp_snapshot *snap);
 };
 
 extern const struct backend_ops backend_uffd_async;

@@ -17,6 +17,7 @@
 #include "backend.h"
 #include "ctx.h"
 #include "probe.h"
+#include "snapshot.h"
 #include "vma.h"
 
 static const struct backend_ops *const all_ops[] = {
@@ -96,10 +97,12 @@ UFFDWP_EXPORT int uffdwp_ctx_new(const struct uffdwp_ctx_opts *opts,
 	ctx->ops = all_ops[b];
 	ctx->handler_threads = o.handler_threads ? o.handler_threads : 1;
 	pthread_mutex_init(&ctx->lock, NULL);
+	pthread_cond_init(&ctx->snaps_cv, NULL);
 	wpbatch_init(&ctx->batch, PROTECT_GAP_PAGES * page_size(), &ctx->wp);
 	ret = ctx->ops->init(ctx, &o);
 	if (ret) {
 		wpbatch_fini(&ctx->batch);
+		pthread_cond_destroy(&ctx->snaps_cv);
 		pthread_mutex_destroy(&ctx->lock);
 		handler_free(ctx, sizeof(*ctx));
 		return ret;
@@ -126,6 +129,9 @@ UFFDWP_EXPORT struct uffdwp_ctx *uffdwp_ctx_free(struct uffdwp_ctx *ctx)
 		ctx->ops->fini(ctx, true);
 		return NULL;
 	}
+	/* Running snapshots end first (cancelled): their teardown needs the
+	 * context. */
+	snapshot_ctx_shutdown(ctx);
 	set = ctx->regions;
 	/* Disarm first: writers blocked on a range are released. */
 	pthread_mutex_lock(&ctx->lock);
@@ -142,6 +148,7 @@ UFFDWP_EXPORT struct uffdwp_ctx *uffdwp_ctx_free(struct uffdwp_ctx *ctx)
 	}
 	regions_free(&ctx->regions);
 	wpbatch_fini(&ctx->batch);
+	pthread_cond_destroy(&ctx->snaps_cv);
 	pthread_mutex_destroy(&ctx->lock);
 	handler_free(ctx, sizeof(*ctx));
 	return NULL;
@@ -242,6 +249,10 @@ UFFDWP_EXPORT int uffdwp_untrack(struct uffdwp_ctx *ctx, void *addr, size_t len)
 		return ret;
 	pthread_mutex_lock(&ctx->lock);
 	r = regions_find_exact(ctx->regions, (uintptr_t)addr, len);
+	if (r && r->snap) {
+		pthread_mutex_unlock(&ctx->lock);
+		return -EBUSY; /* a snapshot is running on it */
+	}
 	if (r) {
 		ctx->ops->untrack(ctx, r);
 		regions_remove(&ctx->regions, r);

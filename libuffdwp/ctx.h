@@ -44,6 +44,11 @@ struct uffdwp_ctx {
 	struct wpbatch batch;
 	struct wp_counters wp;
 
+	/* Running snapshots, linked through their ctx_next (under lock);
+	 * snaps_cv is signalled when one leaves the list. */
+	struct uffdwp_snapshot *snaps;
+	pthread_cond_t snaps_cv;
+
 	void *bdata; /* the backend's */
 };
 

@@ -22,6 +22,7 @@
 #include <urcu/urcu-bp.h>
 
 #include "handler.h"
+#include "snapshot.h"
 #include "testhooks.h"
 #include "uffd.h"
 
@@ -48,10 +49,16 @@ struct handler {
 	struct wpbatch batch;
 };
 
+/* -ENOENT: the range left this userfaultfd (untracked, or moved back to
+ * uffd_async after a snapshot). Whoever unregistered it woke its writers
+ * (the kernel wakes only MISSING waiters on unregister); a writer of a
+ * message read before that is woken here too. */
 static int sync_unprotect(void *arg, uintptr_t start, size_t len)
 {
-	return uffd_writeprotect(*(int *)arg, (void *)start, len,
-				 UFFDIO_WRITEPROTECT_MODE_DONTWAKE);
+	int ret = uffd_writeprotect(*(int *)arg, (void *)start, len,
+				    UFFDIO_WRITEPROTECT_MODE_DONTWAKE);
+
+	return ret == -ENOENT ? 0 : ret;
 }
 
 static int sync_wake(void *arg, uintptr_t start, size_t len)
@@ -61,7 +68,11 @@ static int sync_wake(void *arg, uintptr_t start, size_t len)
 
 static int sync_unprotect_wake(void *arg, uintptr_t start, size_t len)
 {
-	return uffd_writeprotect(*(int *)arg, (void *)start, len, 0);
+	int ret = uffd_writeprotect(*(int *)arg, (void *)start, len, 0);
+
+	if (ret == -ENOENT)
+		return uffd_wake(*(int *)arg, (void *)start, len);
+	return ret;
 }
 
 static int cmp_page(const void *a, const void *b)
@@ -93,6 +104,7 @@ static size_t dedupe(uintptr_t *v, size_t n)
 static void mark_range(struct region_set *set, uintptr_t start, uintptr_t end,
 		       bool gone)
 {
+	struct uffdwp_snapshot *snap;
 	size_t i, a, b;
 	struct region *r;
 
@@ -113,6 +125,12 @@ static void mark_range(struct region_set *set, uintptr_t start, uintptr_t end,
 			__atomic_store_n(&r->zap_collects, 0, __ATOMIC_RELAXED);
 			dirtymap_set_range(&r->zapwatch, a, b - a);
 		}
+		/* After the marks (see snapshot_publish()). */
+		snap = __atomic_load_n(&r->snap, __ATOMIC_SEQ_CST);
+		if (snap)
+			snapshot_event(snap, start, end,
+				       gone ? UFFDWP_CAUSE_UNMAPPED :
+					      UFFDWP_CAUSE_ZAPPED);
 	}
 }
 
@@ -141,6 +159,8 @@ static void handle_event(struct handler *h, struct region_set *set,
 		 * range: release it, or its writers would fault forever. */
 		uffd_unregister(h->s->uffd, (void *)(uintptr_t)m->arg.remap.to,
 				m->arg.remap.len);
+		uffd_wake(h->s->uffd, (void *)(uintptr_t)m->arg.remap.to,
+			  m->arg.remap.len);
 		break;
 	default:
 		return;
@@ -151,9 +171,12 @@ static void handle_event(struct handler *h, struct region_set *set,
 /*
  * Record and resolve @n deduplicated pages. Returns -EBUSY if a collect
  * holds resolution, -EAGAIN if the kernel refused an unprotect while an
- * event was being delivered; the pages then go to the retry list.
+ * event was being delivered; the pages then go to the retry list. Pages a
+ * snapshot must copy first, and cannot yet, are moved to the front of
+ * @pages and counted in *@deferred: they wait too.
  */
-static int resolve(struct handler *h, uintptr_t *pages, size_t n)
+static int resolve(struct handler *h, uintptr_t *pages, size_t n,
+		   size_t *deferred)
 {
 	struct uffdwp_ctx *ctx = h->ctx;
 	struct sync_state *s = h->s;
@@ -163,11 +186,14 @@ static int resolve(struct handler *h, uintptr_t *pages, size_t n)
 		.unprotect_wake = sync_unprotect_wake,
 		.arg = &s->uffd,
 	};
+	bool late = uffdwp_test_hooks.snapshot_unprotect_first;
+	struct uffdwp_snapshot *snap;
 	struct region_set *set;
 	struct region *r;
-	size_t i, ps = page_size();
+	size_t i, ps = page_size(), nd = 0;
 	int ret;
 
+	*deferred = 0;
 	if (!n)
 		return 0;
 	if (!uffdwp_test_hooks.break_sync_collect &&
@@ -178,6 +204,14 @@ static int resolve(struct handler *h, uintptr_t *pages, size_t n)
 	for (i = 0; i < n; i++) {
 		r = regions_lookup(set, pages[i]);
 		if (r) {
+			/* Invariant 3.4: the pre-image is copied before the
+			 * unprotect is even queued. (Stable under the shared
+			 * resolve lock: published and withdrawn exclusively.) */
+			snap = __atomic_load_n(&r->snap, __ATOMIC_ACQUIRE);
+			if (snap && !late && snapshot_fault(snap, pages[i])) {
+				pages[nd++] = pages[i];
+				continue;
+			}
 			dirtymap_set(&r->recorded, region_page(r, pages[i]));
 			wpbatch_unprotect(&h->batch, pages[i], ps);
 		} else {
@@ -199,13 +233,28 @@ static int resolve(struct handler *h, uintptr_t *pages, size_t n)
 	 * context's batch holds could cover its page. That batch belongs to
 	 * track or collect, which flush it before they return; wait for it.
 	 * The hashed filter makes this a load when nothing is pending. */
-	for (i = 0; i < n; i++)
+	for (i = nd; i < n; i++)
 		while (wpbatch_may_cover(&ctx->batch, pages[i]))
 			sched_yield();
 	ret = wpbatch_flush(&h->batch, &t);
+	if (late) {
+		/* Broken on purpose: the copy comes after the unprotect. */
+		urcu_bp_read_lock();
+		set = rcu_dereference(ctx->regions);
+		for (i = nd; i < n; i++) {
+			r = regions_lookup(set, pages[i]);
+			snap = r ? __atomic_load_n(&r->snap, __ATOMIC_ACQUIRE) :
+				   NULL;
+			if (snap)
+				while (snapshot_fault(snap, pages[i]))
+					sched_yield();
+		}
+		urcu_bp_read_unlock();
+	}
 	if (!uffdwp_test_hooks.break_sync_collect)
 		pthread_rwlock_unlock(&s->resolve);
-	cnt_add(&ctx->cnt.faults, n);
+	cnt_add(&ctx->cnt.faults, n - nd);
+	*deferred = nd;
 	return ret;
 }
 
@@ -221,7 +270,7 @@ static void *handler_main(void *arg)
 	uint64_t kicks;
 	struct region_set *set;
 	int backoff = 0, timeout, ret;
-	size_t n, i, np, room;
+	size_t n, i, np, room, nd;
 	ssize_t got;
 
 	for (;;) {
@@ -263,8 +312,11 @@ static void *handler_main(void *arg)
 		}
 		__atomic_fetch_sub(&s->reading, 1, __ATOMIC_SEQ_CST);
 		np = dedupe(h->pages, np);
-		ret = resolve(h, h->pages, np);
+		ret = resolve(h, h->pages, np, &nd);
+		for (i = 0; i < nd; i++)
+			h->retry[h->nretry++] = h->pages[i];
 		if (ret == -EBUSY || ret == -EAGAIN) {
+			h->nretry = 0; /* all of them, deferred ones too */
 			/* Keep their writers blocked; look again soon, and
 			 * keep reading events meanwhile. */
 			for (i = 0; i < np; i++)

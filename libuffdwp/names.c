@@ -87,3 +87,45 @@ UFFDWP_EXPORT const char *uffdwp_version(void)
 {
 	return UFFDWP_VERSION_STRING;
 }
+
+UFFDWP_EXPORT const char *uffdwp_snapshot_cause_name(int cause)
+{
+	static const char *const names[] = {
+		[UFFDWP_CAUSE_NONE] = "none",
+		[UFFDWP_CAUSE_CALLER] = "caller",
+		[UFFDWP_CAUSE_SINK] = "sink",
+		[UFFDWP_CAUSE_ZAPPED] = "zapped",
+		[UFFDWP_CAUSE_UNMAPPED] = "unmapped",
+		[UFFDWP_CAUSE_KERNEL] = "kernel",
+		[UFFDWP_CAUSE_CONTEXT] = "context",
+	};
+
+	if (cause < 0 || (size_t)cause >= ARRAY_SIZE(names))
+		return NULL;
+	return names[cause];
+}
+
+UFFDWP_EXPORT const char *uffdwp_snapshot_state_name(int state)
+{
+	static const char *const names[] = {
+		[UFFDWP_SNAPSHOT_RUNNING] = "running",
+		[UFFDWP_SNAPSHOT_DONE] = "done",
+		[UFFDWP_SNAPSHOT_FAILED] = "failed",
+	};
+
+	if (state < 0 || (size_t)state >= ARRAY_SIZE(names))
+		return NULL;
+	return names[state];
+}
+
+UFFDWP_EXPORT const char *uffdwp_consistency_name(int consistency)
+{
+	static const char *const names[] = {
+		[UFFDWP_CONSISTENCY_NONE] = "none",
+		[UFFDWP_CONSISTENCY_EXACT] = "exact",
+	};
+
+	if (consistency < 0 || (size_t)consistency >= ARRAY_SIZE(names))
+		return NULL;
+	return names[consistency];
+}

@@ -30,6 +30,7 @@ enum memtype {
 };
 
 struct uffdwp_ctx;
+struct uffdwp_snapshot;
 
 struct region {
 	uintptr_t start, end;
@@ -50,6 +51,12 @@ struct region {
 	struct dirtymap zapwatch;
 	uint64_t zap_ns;
 	unsigned int zap_collects;
+	/* The running snapshot of this range, for the fault handlers: set
+	 * and cleared with fault resolution paused. */
+	struct uffdwp_snapshot *snap;
+	/* uffd_async: the range sits on the synchronous userfaultfd (a
+	 * snapshot window, or a move back that failed). */
+	bool moved;
 	RB_ENTRY(region) node; /* process-wide overlap tree */
 };
 

@@ -19,6 +19,19 @@ struct uffdwp_test_hooks {
 	/* uffd_async reports with a get-only scan, then protects with a
 	 * second one: the non-atomic get-and-reset invariant 3.5 forbids. */
 	int async_get_then_protect;
+	/* Snapshots unprotect a faulting page before copying its pre-image
+	 * (the order invariant 3.4 forbids): the snapshot oracle must fail. */
+	int snapshot_unprotect_first;
+	/* Snapshots ignore unmap events, as if every one came after the
+	 * copies: only the check at the end can catch a replaced mapping. */
+	int snapshot_late_unmap_events;
+	/* The file sink's call at file_fail_point (an enum img_fail_point,
+	 * image.h) fails with -file_fail_errno; for IMG_FAIL_PWRITE only its
+	 * file_fail_nth-th pwrite (from 1) since begin() does. Shows that no
+	 * failure leaves a partial image, or a temporary file, behind. */
+	int file_fail_point;
+	int file_fail_errno;
+	unsigned long file_fail_nth;
 };
 
 extern struct uffdwp_test_hooks uffdwp_test_hooks;

@@ -105,3 +105,36 @@ int vma_classify(uintptr_t start, size_t len, int *memtype)
 		*memtype = kind;
 	return ret;
 }
+
+int vma_each(uintptr_t start, uintptr_t end,
+	     int (*fn)(void *arg, uintptr_t lo, uintptr_t hi), void *arg)
+{
+	uintptr_t covered = start;
+	unsigned long lo, hi;
+	char line[512];
+	int n, ret = 0;
+	FILE *f = fopen("/proc/self/maps", "re");
+
+	if (!f)
+		return neg_errno();
+	while (!ret && fgets(line, sizeof(line), f)) {
+		n = sscanf(line, "%lx-%lx", &lo, &hi);
+		/* The rest of a long line (a long path) is no mapping. */
+		while (!strchr(line, '\n') && fgets(line, sizeof(line), f))
+			;
+		if (n != 2 || hi <= covered)
+			continue;
+		if (lo >= end)
+			break;
+		if (lo > covered) {
+			ret = -EFAULT;
+			break;
+		}
+		ret = fn(arg, covered, hi < end ? hi : end);
+		covered = hi;
+	}
+	fclose(f);
+	if (!ret && covered < end)
+		ret = -EFAULT;
+	return ret;
+}

@@ -17,4 +17,12 @@
  */
 int vma_classify(uintptr_t start, size_t len, int *memtype);
 
+/*
+ * Call @fn with each mapping of [start, end), clipped to it, in address
+ * order. Returns 0; -EFAULT if part of the range is not mapped; or the
+ * first non-zero value @fn returned, which stops the walk.
+ */
+int vma_each(uintptr_t start, uintptr_t end,
+	     int (*fn)(void *arg, uintptr_t lo, uintptr_t hi), void *arg);
+
 #endif /* UFFDWP_VMA_H */

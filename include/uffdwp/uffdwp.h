@@ -412,7 +412,8 @@ int uffdwp_track(struct uffdwp_ctx *ctx, void *addr, size_t len,
  * dropped. A range that was unmapped or moved away meanwhile may still be
  * untracked.
  *
- * @return 0; -EINVAL misaligned or zero length; -ENOENT no range tracked at
+ * @return 0; -EINVAL misaligned or zero length; -EBUSY a snapshot of the
+ *         range is running; -ENOENT no range tracked at
  *         exactly [@p addr, @p addr + @p len); -ECHILD after fork.
  * @note Thread-safe; serialised with the other calls on @p ctx.
  */
@@ -454,6 +455,389 @@ long uffdwp_collect(struct uffdwp_ctx *ctx, uffdwp_run_fn fn, void *arg);
  * @note Thread-safe; counters are read without stopping writers.
  */
 int uffdwp_ctx_stats(const struct uffdwp_ctx *ctx, struct uffdwp_stats *stats);
+
+/* --- live snapshots --------------------------------------------------- */
+
+/**
+ * @brief A running or finished live snapshot (opaque).
+ *
+ * A snapshot is a copy of a tracked range as it was at one instant (the
+ * *instant*: when uffdwp_snapshot_start() protected the range), taken while
+ * the program keeps writing. Each page is copied before the first write
+ * after the instant may proceed (copy-before-write on the fault path),
+ * and copier threads sweep the pages nobody writes.
+ */
+struct uffdwp_snapshot;
+
+/** @brief uffdwp_snapshot_opts::flags. */
+enum uffdwp_snapshot_flags {
+	/**
+	 * Only the pages written since the last uffdwp_collect() or snapshot
+	 * of the range reach the sink. Applied to the previous image, they
+	 * give the range as it was at this snapshot's instant.
+	 */
+	UFFDWP_SNAPSHOT_INCREMENTAL = 1u << 0,
+};
+
+/** @brief What a finished snapshot guarantees. */
+enum uffdwp_consistency {
+	/** Not finished, or failed: nothing is guaranteed. */
+	UFFDWP_CONSISTENCY_NONE = 0,
+	/** Every page the sink got is the page's contents at the instant. */
+	UFFDWP_CONSISTENCY_EXACT = 1,
+};
+
+/** @brief Why a snapshot did not finish. */
+enum uffdwp_snapshot_cause {
+	UFFDWP_CAUSE_NONE = 0, /**< it did finish, or still runs */
+	/** uffdwp_snapshot_cancel() or uffdwp_snapshot_free() while running. */
+	UFFDWP_CAUSE_CALLER = 1,
+	/** A sink callback returned the error the snapshot failed with. */
+	UFFDWP_CAUSE_SINK = 2,
+	/** `MADV_DONTNEED` (or another zap) over a page not yet copied. */
+	UFFDWP_CAUSE_ZAPPED = 3,
+	/** `munmap`, `mremap` or `mmap(MAP_FIXED)` over any part of the
+	 *  range before every page reached the sink (the kernel reports an
+	 *  unmap after the fact: no copy made near it can be trusted). */
+	UFFDWP_CAUSE_UNMAPPED = 4,
+	/** A kernel call failed; the error is its errno. */
+	UFFDWP_CAUSE_KERNEL = 5,
+	/** The context was freed while the snapshot ran. */
+	UFFDWP_CAUSE_CONTEXT = 6,
+};
+
+/** @brief uffdwp_snapshot_status::state. */
+enum uffdwp_snapshot_state {
+	UFFDWP_SNAPSHOT_RUNNING = 0, /**< pages are still being copied */
+	UFFDWP_SNAPSHOT_DONE = 1, /**< every page reached the sink */
+	UFFDWP_SNAPSHOT_FAILED = 2, /**< cancelled; the sink was told */
+};
+
+/** @brief What a sink is told before the first page. */
+struct uffdwp_snapshot_info {
+	/** Size of this structure as the library knows it. */
+	size_t sz;
+	/** The snapshot's range. */
+	void *addr;
+	size_t len;
+	size_t page_size;
+	/** Pages that will reach the sink: every page of the range, or for
+	 *  an incremental snapshot the pages written since the last one. */
+	uint64_t pages;
+	/** The snapshot's #uffdwp_snapshot_flags. */
+	unsigned int flags;
+	/** CLOCK_REALTIME nanoseconds at the instant. */
+	uint64_t instant_realtime_ns;
+};
+
+/**
+ * @brief Where a snapshot's pages go.
+ *
+ * The contract, for every callback:
+ * - It is called from library threads (copier or fault-handler threads),
+ *   and @ref write and @ref place may be called concurrently from several
+ *   of them. Each page reaches the sink exactly once, in no set order.
+ * - It must not touch (read or write) memory tracked by any context, must
+ *   not call uffdwp_* on the snapshot's context, and must not wait for a
+ *   thread that may be writing tracked memory: such a writer may be
+ *   waiting for this very callback.
+ * - @p data is valid only during the call.
+ * - A negative return value cancels the snapshot with that error
+ *   (#UFFDWP_CAUSE_SINK); @ref end is still called.
+ */
+struct uffdwp_sink {
+	/** Set by the caller to `sizeof(struct uffdwp_sink)`. */
+	size_t sz;
+	/** Passed to every callback. */
+	void *arg;
+	/** Optional. Called once, by uffdwp_snapshot_start() in the calling
+	 *  thread, after the instant and before any page. It may write
+	 *  tracked memory (that page is copied to staging first). An error
+	 *  fails the start, and @ref end is not called. */
+	int (*begin)(void *arg, const struct uffdwp_snapshot_info *info);
+	/** Optional. Where the @p len bytes of the pages at @p addr go: the
+	 *  library copies them there itself, with no intermediate copy, and
+	 *  does not call @ref write for them. NULL means "use write". */
+	void *(*place)(void *arg, void *addr, size_t len);
+	/** Required unless @ref place never returns NULL. The pre-image of
+	 *  the @p len bytes (whole pages) at @p addr. */
+	int (*write)(void *arg, void *addr, const void *data, size_t len);
+	/** Optional. Called once from a library thread when the snapshot
+	 *  ends: @p status 0 when every page was written (an error returned
+	 *  now fails the snapshot, e.g. a failed fsync), or the snapshot's
+	 *  negative error. */
+	int (*end)(void *arg, int status);
+	/** Optional. Frees @ref arg; called by uffdwp_sink_free() only. */
+	void (*destroy)(void *arg);
+};
+
+/** @brief Options for uffdwp_snapshot_start(); NULL means defaults. */
+struct uffdwp_snapshot_opts {
+	/** Set by the caller to `sizeof(struct uffdwp_snapshot_opts)`. */
+	size_t sz;
+	/** #uffdwp_snapshot_flags. */
+	unsigned int flags;
+	/** Copier threads of the background sweep (0: the number of online
+	 *  CPUs, at most 4; at most 64). */
+	unsigned int copiers;
+	/** Pages of the staging area the fault path copies pre-images into
+	 *  when the sink has no @ref uffdwp_sink::place (0: 512). When it is
+	 *  full, faulting writers wait for the sink (backpressure). */
+	unsigned int staging_pages;
+};
+
+/** @brief A snapshot's progress and outcome. */
+struct uffdwp_snapshot_status {
+	/** Set by the caller to `sizeof(struct uffdwp_snapshot_status)`. */
+	size_t sz;
+	/** A #uffdwp_snapshot_state. */
+	int state;
+	/** 0, or the negative error the snapshot failed with. */
+	int error;
+	/** A #uffdwp_snapshot_cause. */
+	int cause;
+	/** A #uffdwp_consistency: EXACT only once DONE. */
+	int consistency;
+	/** Pages that will reach the sink, and those that did. */
+	uint64_t pages;
+	uint64_t pages_done;
+	/** Pages copied on the fault path, before a writer's first write. */
+	uint64_t pages_faulted;
+	/** Writer faults that waited for a copier holding their page. */
+	uint64_t faults_waited;
+	/** Times a faulting writer waited because the staging area was full. */
+	uint64_t staging_full;
+	/** How long uffdwp_snapshot_start() held writers off (the protect). */
+	uint64_t start_ns;
+	/** From the instant to the end (so far, while running). */
+	uint64_t elapsed_ns;
+	/** CLOCK_REALTIME nanoseconds at the instant (as in the image). */
+	uint64_t instant_realtime_ns;
+	/** 1 once every page reached the sink, while its end() (a file
+	 *  sink's fsync and rename) and the window's close still run. */
+	int committing;
+};
+
+/**
+ * @brief Take a live snapshot of [@p addr, @p addr + @p len).
+ *
+ * The range must lie within one range tracked by @p ctx. Its pages are
+ * write-protected (this is the instant); then copier threads sweep them into
+ * @p sink while faulting writers copy their page first (copy-before-write).
+ * Writers are held off only during the protect, and on a page only while
+ * its pre-image is copied. uffdwp_snapshot_wait() gives the outcome.
+ *
+ * A snapshot also counts as a collect of its range: pages written before
+ * the instant are not reported by the next uffdwp_collect(), and pages
+ * written after it are (nothing is lost). Collects of the context may run
+ * while the snapshot does.
+ *
+ * On uffd_sync the context's handler threads serve both. On uffd_async the
+ * tracked range moves to a synchronous userfaultfd for the snapshot window
+ * and back afterwards: during each move (a few system calls) the range is
+ * read-only and a writer's `SIGSEGV` is held by a library handler until
+ * the move is done, and system calls writing into the range fail with
+ * EFAULT meanwhile. soft_dirty and mprotect cannot hold a writer before
+ * its first write and give -EOPNOTSUPP, as do file-backed ranges (no
+ * synchronous write-protect for regular files).
+ *
+ * Faults taken inside system calls need a userfaultfd that is not
+ * user-mode-only: where only that mode is allowed (see uffdwp_probe()), a
+ * system call writing into a range under snapshot fails with EFAULT.
+ *
+ * @param[in] ctx A uffd_sync or uffd_async context.
+ * @param[in] addr Start, page aligned.
+ * @param[in] len Length, a non-zero multiple of the page size.
+ * @param[in] sink Where the pages go; copied, but its @ref uffdwp_sink::arg
+ *            must live until the snapshot ended.
+ * @param[in] opts Options, or NULL.
+ * @param[out] snap The snapshot, to be freed with uffdwp_snapshot_free().
+ * @return 0; -EINVAL misaligned, zero length, overflow, a NULL argument,
+ *         bad options or a sink without @ref uffdwp_sink::write or
+ *         @ref uffdwp_sink::place; -E2BIG as for uffdwp_probe();
+ *         -ENOENT the range is not within one tracked range; -EBUSY a
+ *         snapshot of that tracked range is running (or, on uffd_async,
+ *         an earlier one could not move the range back: it stays
+ *         synchronous, tracked, and cannot be snapshotted); -EOPNOTSUPP the
+ *         context's backend cannot snapshot; -ECHILD after fork;
+ *         the sink's begin() error; -ENOMEM; other -errno from the kernel.
+ * @note Thread-safe; serialised with the other calls on @p ctx.
+ */
+int uffdwp_snapshot_start(struct uffdwp_ctx *ctx, void *addr, size_t len,
+			  const struct uffdwp_sink *sink,
+			  const struct uffdwp_snapshot_opts *opts,
+			  struct uffdwp_snapshot **snap);
+
+/**
+ * @brief Wait for a snapshot to end.
+ *
+ * @param[in] snap The snapshot.
+ * @param[in] timeout_ms Milliseconds to wait at most; negative: forever.
+ * @return 0 when it finished and is exact; -ETIMEDOUT still running;
+ *         -ECANCELED cancelled (by the caller, a zap, an unmap or the
+ *         context's end: uffdwp_snapshot_status() gives the cause);
+ *         the sink's error; -errno of a failed kernel call; -EINVAL if
+ *         @p snap is NULL; -ECHILD after fork.
+ * @note Thread-safe: several threads may wait.
+ */
+int uffdwp_snapshot_wait(struct uffdwp_snapshot *snap, long timeout_ms);
+
+/**
+ * @brief Cancel a running snapshot (no-op once it ended).
+ *
+ * Returns at once; the snapshot ends with -ECANCELED and
+ * #UFFDWP_CAUSE_CALLER shortly after (wait for it), and its sink's end()
+ * is called with -ECANCELED.
+ *
+ * @return 0; -EINVAL if @p snap is NULL; -ECHILD after fork.
+ * @note Thread-safe, from any thread except a sink callback.
+ */
+int uffdwp_snapshot_cancel(struct uffdwp_snapshot *snap);
+
+/**
+ * @brief A snapshot's progress and outcome.
+ * @return 0; -EINVAL/-E2BIG as for uffdwp_probe(); -ECHILD after fork.
+ * @note Thread-safe.
+ */
+int uffdwp_snapshot_status(const struct uffdwp_snapshot *snap,
+			   struct uffdwp_snapshot_status *status);
+
+/**
+ * @brief Free a snapshot; a running one is cancelled and waited for first.
+ *
+ * In a forked child it frees nothing (the parent's copier threads do not
+ * exist there) and makes no call on the parent's behalf.
+ *
+ * @param[in] snap The snapshot, or NULL.
+ * @return NULL.
+ * @note Must not run concurrently with other calls on @p snap.
+ */
+struct uffdwp_snapshot *uffdwp_snapshot_free(struct uffdwp_snapshot *snap);
+
+/**
+ * @brief "caller", "sink", "zapped", "unmapped", "kernel", "context", "none";
+ * "running", "done", "failed"; "none", "exact". NULL if unknown.
+ * @note Thread-safe and async-signal-safe.
+ */
+const char *uffdwp_snapshot_cause_name(int cause);
+const char *uffdwp_snapshot_state_name(int state);
+const char *uffdwp_consistency_name(int consistency);
+
+/* --- sinks and images -------------------------------------------------- */
+
+/**
+ * @brief A sink that copies the pages into @p buf, at their offset in the
+ * snapshot's range (pages an incremental snapshot leaves out are not
+ * touched, so a buffer holding the previous image is brought up to date).
+ *
+ * @param[in] buf At least the snapshot's length; not tracked memory.
+ * @param[in] len Its size: a longer snapshot fails to start with -ENOSPC.
+ * @param[out] sink The sink, to be freed with uffdwp_sink_free().
+ * @return 0; -EINVAL a NULL argument; -ENOMEM.
+ * @note Thread-safe. Use one sink for one snapshot at a time.
+ */
+int uffdwp_sink_memory_new(void *buf, size_t len, struct uffdwp_sink **sink);
+
+/** @brief uffdwp_sink_file_new() flags. */
+enum uffdwp_file_sink_flags {
+	/** Skip the fsync calls (tests, scratch images): not durable. */
+	UFFDWP_FILE_SINK_NO_SYNC = 1u << 0,
+};
+
+/**
+ * @brief A sink that writes a self-checking image file to @p path.
+ *
+ * The image (format version 1, described in README.md) holds the range,
+ * the page size, the page count, and each page with its checksum. It is
+ * written to a temporary file in @p path's folder, fsync'ed, renamed to
+ * @p path, and the folder is fsync'ed: after a successful snapshot the
+ * image is durable, and a failed or cancelled one leaves no new file
+ * under @p path (an older one survives untouched) and no temporary file.
+ * (On file systems without renameat2(RENAME_EXCHANGE), a failure of the
+ * final folder fsync leaves the new, complete image in place.)
+ *
+ * @param[in] path The image's final name; an existing file is replaced
+ *            only when the new image is complete.
+ * @param[in] flags #uffdwp_file_sink_flags.
+ * @param[out] sink The sink, to be freed with uffdwp_sink_free().
+ * @return 0; -EINVAL a NULL argument, empty path or unknown flags;
+ *         -ENAMETOOLONG; -ENOMEM.
+ * @note Thread-safe. Use one sink for one snapshot at a time. Errors of
+ *       the file system (-ENOSPC, -EIO...) surface as the snapshot's error.
+ */
+int uffdwp_sink_file_new(const char *path, unsigned int flags,
+			 struct uffdwp_sink **sink);
+
+/**
+ * @brief Free a sink made by uffdwp_sink_*_new() (after its snapshot ended).
+ * @return NULL.
+ */
+struct uffdwp_sink *uffdwp_sink_free(struct uffdwp_sink *sink);
+
+/** @brief An image file opened and verified (opaque). */
+struct uffdwp_image;
+
+/** @brief What an image holds. */
+struct uffdwp_image_info {
+	/** Set by the caller to `sizeof(struct uffdwp_image_info)`. */
+	size_t sz;
+	/** The image format version. */
+	unsigned int version;
+	/** The snapshot's #uffdwp_snapshot_flags. */
+	unsigned int flags;
+	/** The snapshot's range, as an address in the process it came from. */
+	uint64_t addr;
+	uint64_t len;
+	uint64_t page_size;
+	/** Pages in the image. */
+	uint64_t pages;
+	/** CLOCK_REALTIME nanoseconds at the snapshot's instant. */
+	uint64_t instant_realtime_ns;
+};
+
+/**
+ * @brief Open an image and verify it whole: header, index and the checksum
+ * of every page.
+ *
+ * @param[in] path The image file.
+ * @param[out] img The image, to be closed with uffdwp_image_close().
+ * @return 0; -ENOEXEC not an image (bad magic); -EPROTONOSUPPORT a format
+ *         version this library does not read; -ENODATA truncated (shorter
+ *         than its header says); -EBADMSG corrupted (a header, index or
+ *         page checksum does not match, or the header contradicts itself);
+ *         -EINVAL a NULL argument; -errno of open/read; -ENOMEM.
+ * @note Thread-safe.
+ */
+int uffdwp_image_open(const char *path, struct uffdwp_image **img);
+
+/**
+ * @brief An image's header.
+ * @return 0; -EINVAL/-E2BIG as for uffdwp_probe().
+ */
+int uffdwp_image_info(const struct uffdwp_image *img,
+		      struct uffdwp_image_info *info);
+
+/**
+ * @brief The @p idx-th page of an image, in address order.
+ *
+ * @param[out] addr The page's address in the snapshot's range.
+ * @param[out] data Its contents (page_size bytes), valid until close.
+ * @return 0; -ERANGE @p idx >= the page count; -EINVAL a NULL argument.
+ */
+int uffdwp_image_page(const struct uffdwp_image *img, uint64_t idx,
+		      uint64_t *addr, const void **data);
+
+/**
+ * @brief Copy every page of an image into @p buf, which stands for the
+ * image's range (page at address A goes to `buf + (A - info.addr)`).
+ *
+ * @return The number of pages copied; -ENOSPC if @p len is shorter than
+ *         the range; -EINVAL a NULL argument.
+ */
+long uffdwp_image_apply(const struct uffdwp_image *img, void *buf, size_t len);
+
+/** @brief Close an image. @return NULL. */
+struct uffdwp_image *uffdwp_image_close(struct uffdwp_image *img);
 
 /* --- stale-TLB race probe -------------------------------------------- */
 

@@ -1,0 +1,235 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Gates (see gate.h). The handler is process-wide and async-signal-safe:
+ * it reads a fixed table of slots with atomic loads, and sleeps on the
+ * slot's futex. A write that faulted while a gate was closed
+ * may reach the handler after it opened; for a grace period such a fault
+ * is retried (the access runs again on a writable page) rather than passed
+ * to the previous handler as the program's own.
+ */
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gate.h"
+#include "internal.h"
+
+#define SLOTS 256
+#define GRACE_NS (200ULL * 1000 * 1000)
+
+struct slot {
+	uintptr_t start, end;
+	int closed;
+	int used;
+	uint64_t opened_ns;
+};
+
+static struct slot slots[SLOTS];
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static struct sigaction previous;
+static bool installed;
+
+static void chain(int sig, siginfo_t *info, void *uctx)
+{
+	if (previous.sa_flags & SA_SIGINFO) {
+		previous.sa_sigaction(sig, info, uctx);
+	} else if (previous.sa_handler == SIG_IGN ||
+		   previous.sa_handler == SIG_DFL) {
+		/* Returning re-runs the access, which now kills the process
+		 * as if we had never been installed. */
+		signal(sig, SIG_DFL);
+	} else {
+		previous.sa_handler(sig);
+	}
+}
+
+static void on_segv(int sig, siginfo_t *info, void *uctx)
+{
+	uintptr_t addr = (uintptr_t)info->si_addr;
+	int saved = errno, i;
+	bool ours = false;
+
+	if (info->si_code != SEGV_ACCERR)
+		goto other;
+	for (i = 0; i < SLOTS; i++) {
+		struct slot *s = &slots[i];
+
+		if (addr < __atomic_load_n(&s->start, __ATOMIC_ACQUIRE) ||
+		    addr >= __atomic_load_n(&s->end, __ATOMIC_ACQUIRE))
+			continue;
+		while (__atomic_load_n(&s->closed, __ATOMIC_ACQUIRE)) {
+			/* Sleep, not spin: the thread that will open the
+			 * gate may need this CPU. (futex is a plain system
+			 * call: safe here.) The timeout covers a wake that
+			 * races with a slot being reused. */
+			struct timespec ts = { 0, 1000000 };
+
+			ours = true;
+			syscall(SYS_futex, &s->closed, FUTEX_WAIT_PRIVATE, 1,
+				&ts, NULL, 0);
+		}
+		if (ours || now_ns() - __atomic_load_n(&s->opened_ns,
+						       __ATOMIC_ACQUIRE) <
+				    GRACE_NS) {
+			errno = saved;
+			return;
+		}
+	}
+other:
+	errno = saved;
+	chain(sig, info, uctx);
+}
+
+static int install(void)
+{
+	struct sigaction sa;
+
+	if (installed)
+		return 0;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_segv;
+	sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK | SA_NODEFER;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGSEGV, &sa, &previous))
+		return neg_errno();
+	installed = true;
+	return 0;
+}
+
+/* The writable mappings of [start, end), clipped to it, from maps. */
+static int read_maps(struct gate *g, uintptr_t start, uintptr_t end)
+{
+	unsigned long lo, hi;
+	char perms[8], *line = NULL;
+	size_t cap = 0, n = 0;
+	struct gate_seg *v;
+	FILE *f;
+	int prot;
+
+	f = fopen("/proc/self/maps", "re");
+	if (!f)
+		return neg_errno();
+	while (getline(&line, &cap, f) > 0) {
+		if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) != 3)
+			continue;
+		if (hi <= start || lo >= end || perms[1] != 'w')
+			continue;
+		prot = PROT_WRITE | (perms[0] == 'r' ? PROT_READ : 0) |
+		       (perms[2] == 'x' ? PROT_EXEC : 0);
+		v = reallocarray(g->seg, n + 1, sizeof(*v));
+		if (!v) {
+			free(line);
+			fclose(f);
+			return -ENOMEM;
+		}
+		g->seg = v;
+		g->seg[n].start = lo < start ? start : lo;
+		g->seg[n].end = hi > end ? end : hi;
+		g->seg[n].prot = prot;
+		n++;
+	}
+	free(line);
+	fclose(f);
+	g->n = n;
+	return 0;
+}
+
+int gate_prepare(struct gate *g, uintptr_t start, uintptr_t end)
+{
+	int ret, i;
+
+	memset(g, 0, sizeof(*g));
+	g->slot = -1;
+	/* A slot whose late faults may still arrive is not reused: when all
+	 * are in use or in their grace period, wait for one. */
+	for (;;) {
+		pthread_mutex_lock(&lock);
+		ret = install();
+		/* The same range's slot first: its late faults stay ours. */
+		for (i = 0; !ret && i < SLOTS && g->slot < 0; i++)
+			if (!slots[i].used && slots[i].start == start &&
+			    slots[i].end == end)
+				g->slot = i;
+		for (i = 0; !ret && i < SLOTS && g->slot < 0; i++)
+			if (!slots[i].used &&
+			    (!slots[i].opened_ns ||
+			     now_ns() - slots[i].opened_ns >= GRACE_NS))
+				g->slot = i;
+		if (g->slot >= 0)
+			slots[g->slot].used = 1;
+		pthread_mutex_unlock(&lock);
+		if (ret)
+			return ret;
+		if (g->slot >= 0)
+			break;
+		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+	}
+	ret = read_maps(g, start, end);
+	if (ret) {
+		gate_release(g);
+		return ret;
+	}
+	/* Publish the range before any write can fault on it (a slot of the
+	 * same range already holds it). */
+	if (slots[g->slot].start == start && slots[g->slot].end == end)
+		return 0;
+	__atomic_store_n(&slots[g->slot].end, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&slots[g->slot].start, start, __ATOMIC_RELEASE);
+	__atomic_store_n(&slots[g->slot].end, end, __ATOMIC_RELEASE);
+	return 0;
+}
+
+int gate_close(struct gate *g)
+{
+	size_t i;
+
+	__atomic_store_n(&slots[g->slot].closed, 1, __ATOMIC_SEQ_CST);
+	for (i = 0; i < g->n; i++) {
+		if (mprotect((void *)g->seg[i].start,
+			     g->seg[i].end - g->seg[i].start,
+			     g->seg[i].prot & ~PROT_WRITE)) {
+			int ret = neg_errno();
+
+			g->n = i + 1; /* restore what may have changed */
+			gate_open(g);
+			return ret;
+		}
+	}
+	return 0;
+}
+
+void gate_open(struct gate *g)
+{
+	size_t i;
+
+	for (i = 0; i < g->n; i++)
+		mprotect((void *)g->seg[i].start,
+			 g->seg[i].end - g->seg[i].start, g->seg[i].prot);
+	__atomic_store_n(&slots[g->slot].opened_ns, now_ns(), __ATOMIC_SEQ_CST);
+	__atomic_store_n(&slots[g->slot].closed, 0, __ATOMIC_SEQ_CST);
+	syscall(SYS_futex, &slots[g->slot].closed, FUTEX_WAKE_PRIVATE,
+		INT32_MAX, NULL, NULL, 0);
+}
+
+void gate_release(struct gate *g)
+{
+	free(g->seg);
+	g->seg = NULL;
+	g->n = 0;
+	if (g->slot < 0)
+		return;
+	/* The range stays in the slot for the grace period of late faults;
+	 * a later gate_prepare() may reuse the slot. */
+	pthread_mutex_lock(&lock);
+	slots[g->slot].used = 0;
+	pthread_mutex_unlock(&lock);
+	g->slot = -1;
+}

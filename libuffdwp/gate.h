@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Gates: hold writers of a range off for a few system calls, without a
+ * userfaultfd. The range is made read-only; a write raises SIGSEGV, and the
+ * library's handler waits until the gate opens, then lets the access run
+ * again. uffd_async uses one while a range moves between its asynchronous
+ * and a synchronous userfaultfd: unregistering drops every uffd-wp bit, so
+ * without the gate a write between the two registrations would be seen by
+ * neither (a lost dirty page, or a wrong snapshot pre-image).
+ *
+ * System calls that write into a closed gate fail with EFAULT; threads
+ * that block SIGSEGV die on such a write (the kernel forces the signal).
+ */
+#ifndef UFFDWP_GATE_H
+#define UFFDWP_GATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct gate_seg {
+	uintptr_t start, end;
+	int prot; /* the mapping's own, restored on open */
+};
+
+struct gate {
+	struct gate_seg *seg;
+	size_t n;
+	int slot;
+};
+
+/* Read the writable mappings of [start, end) and take a handler slot.
+ * Allocates: call before anything may be held off. */
+int gate_prepare(struct gate *g, uintptr_t start, uintptr_t end);
+/* Hold writers off: when it returns, no write to the range completes. */
+int gate_close(struct gate *g);
+/* Restore the mappings' protections and release held writers. */
+void gate_open(struct gate *g);
+void gate_release(struct gate *g);
+
+#endif /* UFFDWP_GATE_H */

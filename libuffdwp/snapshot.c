@@ -1,0 +1,988 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Live snapshots: copy-before-write (invariant 3.4).
+ *
+ * At the instant the backend protects the range and publishes the snapshot
+ * to its fault handlers, with resolution paused. From then on a page's
+ * pre-image is copied exactly once, by whoever claims it first:
+ *
+ * - a fault handler, for a writer's first write: claim, copy the page to
+ *   the sink's place() or to a staging slot, mark it done, and only then
+ *   resolve the fault through the handler's wp batch (flush, unprotect
+ *   without wake, wake). The sink is fed from staging by the copiers, so a
+ *   writer waits for one page copy, not for the sink;
+ * - a copier thread, sweeping 64 pages (one bitmap word, one atomic
+ *   claim) at a time.
+ *
+ * A handler that finds its page claimed by a copier defers the fault and is
+ * kicked when the copier is done; with the staging area full it defers too
+ * (backpressure). Pages are read with process_vm_readv(2) on our own
+ * process, not memcpy: a range unmapped under a copier gives EFAULT and a
+ * cancelled snapshot instead of a SIGSEGV in a library thread.
+ *
+ * Zaps: the kernel sends REMOVE before it zaps, and the zap follows as
+ * soon as a handler has read the event. A copier marks a page done only
+ * when no handler is between reading events and marking them (the same
+ * quiescence collects use), so either its copy finished before the zap
+ * could start, or the handler saw the page not done and cancelled.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <urcu/urcu-bp.h>
+
+#include "backend.h"
+#include "pagemap.h"
+#include "snapshot.h"
+#include "testhooks.h"
+#include "uffd.h"
+#include "vma.h"
+
+#define CHUNK 64 /* pages per sweep claim: one bitmap word */
+#define DEFAULT_STAGING 512
+#define MAX_COPIERS 64
+#define IDLE_WAIT_MS 5
+
+struct stage {
+	pthread_mutex_t mu;
+	unsigned int n;
+	char *mem; /* n pages */
+	uintptr_t *addr; /* the page each slot holds */
+	unsigned int *free, nfree;
+	unsigned int *fifo, head, count; /* filled, oldest first */
+	size_t maplen;
+};
+
+struct uffdwp_snapshot {
+	pid_t pid;
+	struct uffdwp_ctx *ctx; /* NULL once ended */
+	struct region *r;
+	struct sync_state *s; /* the handlers serving it, once published */
+	struct uffdwp_snapshot *ctx_next;
+	uintptr_t start, end;
+	size_t npages;
+	unsigned int flags, ncopiers;
+	struct uffdwp_sink sink;
+	int open; /* the sink began: handlers may copy */
+	struct dirtymap claim, done;
+	/* The range's pending pages consumed at the instant: given back to
+	 * the next collect if the snapshot fails, so none is lost. */
+	struct dirtymap taken;
+	size_t cursor; /* next sweep word */
+	size_t nwords;
+	uint64_t pages, pages_done, pages_faulted, faults_waited, staging_full;
+	int kick; /* a handler deferred a fault */
+	struct stage st;
+	char *cbuf; /* CHUNK pages per copier */
+	size_t cbuflen;
+	pthread_t tid[MAX_COPIERS];
+	struct copier {
+		struct uffdwp_snapshot *snap;
+		char *buf;
+	} copier[MAX_COPIERS];
+	unsigned int nthreads, running;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int failed; /* the first error, once */
+	int cause;
+	int state;
+	bool committing; /* the sink's end(0) runs */
+	bool ended;
+	bool pvr; /* process_vm_readv works */
+	uint64_t t0, t_instant, t_end, start_ns, instant_rt;
+};
+
+struct region *snapshot_region(const struct uffdwp_snapshot *snap)
+{
+	return snap->r;
+}
+
+static void broadcast(struct uffdwp_snapshot *snap)
+{
+	pthread_mutex_lock(&snap->mu);
+	pthread_cond_broadcast(&snap->cv);
+	pthread_mutex_unlock(&snap->mu);
+}
+
+static void fail(struct uffdwp_snapshot *snap, int err, int cause)
+{
+	int zero = 0;
+
+	/* Under mu: an ended snapshot's outcome never changes, nor does a
+	 * committing one's but by its sink (the image may be in place). */
+	pthread_mutex_lock(&snap->mu);
+	if (!snap->ended && (!snap->committing || cause == UFFDWP_CAUSE_SINK) &&
+	    __atomic_compare_exchange_n(&snap->failed, &zero, err, false,
+					__ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+		__atomic_store_n(&snap->cause, cause, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&snap->cv);
+	pthread_mutex_unlock(&snap->mu);
+}
+
+static bool failed(const struct uffdwp_snapshot *snap)
+{
+	return __atomic_load_n(&snap->failed, __ATOMIC_ACQUIRE) != 0;
+}
+
+static bool complete(const struct uffdwp_snapshot *snap)
+{
+	return __atomic_load_n(&snap->pages_done, __ATOMIC_SEQ_CST) ==
+	       snap->pages;
+}
+
+/* Copy @len bytes of our own memory at @src; -EFAULT if it is gone. */
+static int copy_in(struct uffdwp_snapshot *snap, void *dst, uintptr_t src,
+		   size_t len)
+{
+	struct iovec l = { dst, len }, r = { (void *)src, len };
+	ssize_t n;
+
+	if (!snap->pvr) {
+		memcpy(dst, (void *)src, len);
+		return 0;
+	}
+	n = process_vm_readv(snap->pid, &l, 1, &r, 1, 0);
+	if (n == (ssize_t)len)
+		return 0;
+	return n < 0 ? neg_errno() : -EFAULT;
+}
+
+static int copy_fail_cause(int err)
+{
+	return err == -EFAULT ? UFFDWP_CAUSE_UNMAPPED : UFFDWP_CAUSE_KERNEL;
+}
+
+static void pages_delivered(struct uffdwp_snapshot *snap, uint64_t n)
+{
+	if (__atomic_add_fetch(&snap->pages_done, n, __ATOMIC_SEQ_CST) ==
+	    snap->pages)
+		broadcast(snap);
+}
+
+/* Mark copied pages done, and let deferred writers retry. */
+static void mark_done(struct uffdwp_snapshot *snap, size_t first, size_t n)
+{
+	dirtymap_set_range(&snap->done, first, n);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (__atomic_exchange_n(&snap->kick, 0, __ATOMIC_SEQ_CST))
+		handler_kick(snap->s);
+}
+
+/* --- staging ------------------------------------------------------------ */
+
+static int stage_init(struct stage *st, unsigned int n)
+{
+	size_t ps = page_size(), meta;
+
+	meta = n * (sizeof(uintptr_t) + 2 * sizeof(unsigned int));
+	st->maplen = (size_t)n * ps + meta;
+	st->mem = handler_zalloc(st->maplen);
+	if (!st->mem)
+		return -ENOMEM;
+	st->n = n;
+	st->addr = (uintptr_t *)(st->mem + (size_t)n * ps);
+	st->free = (unsigned int *)(st->addr + n);
+	st->fifo = st->free + n;
+	for (st->nfree = 0; st->nfree < n; st->nfree++)
+		st->free[st->nfree] = n - 1 - st->nfree;
+	pthread_mutex_init(&st->mu, NULL);
+	return 0;
+}
+
+static void stage_fini(struct stage *st)
+{
+	if (!st->mem)
+		return;
+	pthread_mutex_destroy(&st->mu);
+	handler_free(st->mem, st->maplen);
+	st->mem = NULL;
+}
+
+static int stage_get(struct stage *st)
+{
+	int slot = -1;
+
+	pthread_mutex_lock(&st->mu);
+	if (st->nfree)
+		slot = (int)st->free[--st->nfree];
+	pthread_mutex_unlock(&st->mu);
+	return slot;
+}
+
+static void stage_push(struct stage *st, unsigned int slot, uintptr_t addr)
+{
+	pthread_mutex_lock(&st->mu);
+	st->addr[slot] = addr;
+	st->fifo[(st->head + st->count) % st->n] = slot;
+	st->count++;
+	pthread_mutex_unlock(&st->mu);
+}
+
+static int stage_pop(struct stage *st)
+{
+	int slot = -1;
+
+	pthread_mutex_lock(&st->mu);
+	if (st->count) {
+		slot = (int)st->fifo[st->head];
+		st->head = (st->head + 1) % st->n;
+		st->count--;
+	}
+	pthread_mutex_unlock(&st->mu);
+	return slot;
+}
+
+static void stage_put(struct stage *st, unsigned int slot)
+{
+	pthread_mutex_lock(&st->mu);
+	st->free[st->nfree++] = slot;
+	pthread_mutex_unlock(&st->mu);
+}
+
+static unsigned int stage_filled(struct stage *st)
+{
+	unsigned int n;
+
+	pthread_mutex_lock(&st->mu);
+	n = st->count;
+	pthread_mutex_unlock(&st->mu);
+	return n;
+}
+
+/* Deliver @len bytes at @addr, held in @data, to the sink. */
+static int deliver(struct uffdwp_snapshot *snap, uintptr_t addr,
+		   const void *data, size_t len)
+{
+	void *dst;
+
+	if (snap->sink.place) {
+		dst = snap->sink.place(snap->sink.arg, (void *)addr, len);
+		if (dst) {
+			memcpy(dst, data, len);
+			return 0;
+		}
+	}
+	return snap->sink.write(snap->sink.arg, (void *)addr, data, len);
+}
+
+/* --- the fault path ----------------------------------------------------- */
+
+/* Copy a claimed page's pre-image; -errno cancels the snapshot. */
+static int copy_claimed(struct uffdwp_snapshot *snap, uintptr_t page, size_t i,
+			bool staging_only)
+{
+	size_t ps = page_size();
+	void *dst = NULL;
+	int slot = -1, ret;
+
+	if (snap->sink.place && !staging_only)
+		dst = snap->sink.place(snap->sink.arg, (void *)page, ps);
+	if (!dst) {
+		slot = stage_get(&snap->st);
+		if (slot < 0)
+			return 1;
+		dst = snap->st.mem + (size_t)slot * ps;
+	}
+	ret = copy_in(snap, dst, page, ps);
+	if (ret) {
+		if (slot >= 0)
+			stage_put(&snap->st, (unsigned int)slot);
+		fail(snap, ret, copy_fail_cause(ret));
+		return ret;
+	}
+	handler_quiesce_events(snap->s);
+	mark_done(snap, i, 1);
+	cnt_add(&snap->pages_faulted, 1);
+	if (slot >= 0) {
+		stage_push(&snap->st, (unsigned int)slot, page);
+		broadcast(snap);
+	} else {
+		pages_delivered(snap, 1);
+	}
+	return 0;
+}
+
+int snapshot_fault(struct uffdwp_snapshot *snap, uintptr_t page)
+{
+	size_t i;
+	uint64_t bit, old;
+	bool open;
+	int ret;
+
+	if (page < snap->start || page >= snap->end)
+		return 0;
+	i = (page - snap->start) / page_size();
+	if (dirtymap_test(&snap->done, i) || failed(snap))
+		return 0;
+	/* Before the sink began (start is still calling begin()) only
+	 * staging may hold a copy. The writer must not wait for begin():
+	 * start itself, the sink's begin() or malloc() may be writing a
+	 * page of the range. */
+	open = __atomic_load_n(&snap->open, __ATOMIC_SEQ_CST);
+	bit = 1ULL << (i % 64);
+	old = __atomic_fetch_or(&snap->claim.w[i / 64], bit, __ATOMIC_SEQ_CST);
+	if (old & bit) {
+		/* A copier has it: wait for it, unless it is done already
+		 * (the kick flag is set before looking, so a copier marking
+		 * it done after this look sees the flag). */
+		cnt_add(&snap->faults_waited, 1);
+		__atomic_store_n(&snap->kick, 1, __ATOMIC_SEQ_CST);
+		return dirtymap_test(&snap->done, i) || failed(snap) ? 0 : 1;
+	}
+	ret = copy_claimed(snap, page, i, !open);
+	if (ret <= 0)
+		return 0; /* copied, or failed: the writer may go on */
+	/* Staging full: give the claim back and wait for a free slot. */
+	__atomic_fetch_and(&snap->claim.w[i / 64], ~bit, __ATOMIC_SEQ_CST);
+	cnt_add(&snap->staging_full, 1);
+	__atomic_store_n(&snap->kick, 1, __ATOMIC_SEQ_CST);
+	return 1;
+}
+
+void snapshot_event(struct uffdwp_snapshot *snap, uintptr_t start,
+		    uintptr_t end, int cause)
+{
+	size_t a, b;
+
+	if (end <= snap->start || start >= snap->end)
+		return;
+	if (cause == UFFDWP_CAUSE_UNMAPPED &&
+	    uffdwp_test_hooks.snapshot_late_unmap_events)
+		return;
+	a = start > snap->start ? (start - snap->start) / page_size() : 0;
+	b = end < snap->end ? (end - snap->start) / page_size() : snap->npages;
+	/* A zap's REMOVE comes before the zap: pages done by now were
+	 * copied before it, any other would read zeros. An unmap's event
+	 * comes after the fact, and a copier may have read whatever was
+	 * mapped in its place (mmap MAP_FIXED, mremap) before a handler
+	 * saw the event: no page of the range is safe until all are done. */
+	if (cause == UFFDWP_CAUSE_UNMAPPED ?
+		    !complete(snap) :
+		    dirtymap_next_clear(&snap->done, a) < b)
+		fail(snap, -ECANCELED, cause);
+}
+
+/* --- publish, at the instant -------------------------------------------- */
+
+/*
+ * A zap whose REMOVE was read before the instant may still be on its way
+ * (the kernel zaps after the event is read), and would turn a page the
+ * snapshot must hold into zeros. Pages of the range watched for such a
+ * zap and still present are copied at the instant, to staging (the sink
+ * has not begun), while nothing can write them. Staging too small for
+ * them cancels the snapshot rather than risk a wrong page.
+ */
+static void copy_zap_pending(struct uffdwp_snapshot *snap, struct sync_state *s)
+{
+	struct region *r = snap->r;
+	size_t first = region_page(r, snap->start), p, i;
+	uint64_t e;
+	int ret;
+
+	for (p = dirtymap_next_set(&r->zapwatch, first);
+	     p < first + snap->npages;
+	     p = dirtymap_next_set(&r->zapwatch, p + 1)) {
+		i = p - first;
+		if (dirtymap_test(&snap->done, i))
+			continue;
+		/* Private anonymous, neither present nor swapped out: zeros
+		 * now, and after any zap. (A shmem page may be in the page
+		 * cache without being mapped here.) */
+		if (r->memtype == MEM_ANON &&
+		    pagemap_entry(s->pagemap,
+				  (void *)(snap->start + i * page_size()),
+				  &e) == 0 &&
+		    !(e & (PM_PRESENT | PM_SWAP)))
+			continue;
+		dirtymap_set(&snap->claim, i);
+		ret = copy_claimed(snap, snap->start + i * page_size(), i,
+				   true);
+		if (ret > 0)
+			fail(snap, -ECANCELED, UFFDWP_CAUSE_ZAPPED);
+		if (ret)
+			return;
+	}
+}
+
+void snapshot_publish(struct uffdwp_snapshot *snap, struct sync_state *s)
+{
+	struct region *r = snap->r;
+	size_t first = region_page(r, snap->start), i, w;
+	uint64_t bits;
+
+	snap->s = s;
+	/* The range's dirty pages are the snapshot's: consumed here, so the
+	 * next collect reports only writes made after the instant. */
+	for (i = 0; i < snap->npages; i++) {
+		if (dirtymap_test(&r->pending, first + i)) {
+			dirtymap_set(&snap->taken, i);
+		} else if (snap->flags & UFFDWP_SNAPSHOT_INCREMENTAL) {
+			/* Not written since the last image: nothing to copy. */
+			dirtymap_set(&snap->claim, i);
+			dirtymap_set(&snap->done, i);
+		}
+	}
+	dirtymap_clear_range(&r->pending, first, snap->npages);
+	snap->pages = 0;
+	for (w = 0; w < snap->nwords; w++) {
+		bits = ~snap->done.w[w];
+		if (w == snap->nwords - 1 && snap->npages % 64)
+			bits &= (1ULL << (snap->npages % 64)) - 1;
+		snap->pages += (uint64_t)__builtin_popcountll(bits);
+	}
+	snap->t_instant = now_ns();
+	{
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		snap->instant_rt = (uint64_t)ts.tv_sec * 1000000000ULL +
+				   (uint64_t)ts.tv_nsec;
+	}
+	/* Sequentially consistent, like the handlers' count of readers: a
+	 * handler either sees the snapshot when it marks an event (and
+	 * cancels if it hits an uncopied page), or had its zap marks in
+	 * place before the quiescence below ends. */
+	__atomic_store_n(&r->snap, snap, __ATOMIC_SEQ_CST);
+	handler_quiesce_events(s);
+	/* Pages unmapped or moved away since the track are no longer under
+	 * our protection (whatever is mapped there now is not): no exact
+	 * image of them can be promised. */
+	if (dirtymap_next_set(&r->gone, first) < first + snap->npages)
+		fail(snap, -ECANCELED, UFFDWP_CAUSE_UNMAPPED);
+	else
+		copy_zap_pending(snap, s);
+}
+
+void snapshot_unpublish(struct uffdwp_snapshot *snap, struct sync_state *s)
+{
+	__atomic_store_n(&snap->r->snap, NULL, __ATOMIC_RELEASE);
+	/* Events are handled without the resolve lock: let any handler
+	 * that may have loaded the pointer finish with it. */
+	handler_quiesce_events(s);
+}
+
+/* --- copiers ------------------------------------------------------------ */
+
+static bool drain_one(struct uffdwp_snapshot *snap)
+{
+	size_t ps = page_size();
+	int slot, ret;
+
+	slot = stage_pop(&snap->st);
+	if (slot < 0)
+		return false;
+	if (!failed(snap)) {
+		ret = deliver(snap, snap->st.addr[slot],
+			      snap->st.mem + (size_t)slot * ps, ps);
+		if (ret)
+			fail(snap, ret < 0 ? ret : -EIO, UFFDWP_CAUSE_SINK);
+		else
+			pages_delivered(snap, 1);
+	}
+	stage_put(&snap->st, (unsigned int)slot);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (__atomic_exchange_n(&snap->kick, 0, __ATOMIC_SEQ_CST))
+		handler_kick(snap->s);
+	return true;
+}
+
+/* Copy one run of claimed pages [b, e) of word @w. */
+static void sweep_run(struct uffdwp_snapshot *snap, char *buf, size_t w,
+		      unsigned int b, unsigned int e)
+{
+	size_t ps = page_size(), first = w * 64 + b, n = e - b;
+	uintptr_t addr = snap->start + first * ps;
+	void *dst = NULL;
+	int ret;
+
+	if (snap->sink.place)
+		dst = snap->sink.place(snap->sink.arg, (void *)addr, n * ps);
+	ret = copy_in(snap, dst ? dst : buf, addr, n * ps);
+	if (ret) {
+		fail(snap, ret, copy_fail_cause(ret));
+		return;
+	}
+	handler_quiesce_events(snap->s);
+	if (failed(snap))
+		return;
+	mark_done(snap, first, n);
+	if (!dst) {
+		ret = snap->sink.write(snap->sink.arg, (void *)addr, buf,
+				       n * ps);
+		if (ret) {
+			fail(snap, ret < 0 ? ret : -EIO, UFFDWP_CAUSE_SINK);
+			return;
+		}
+	}
+	pages_delivered(snap, n);
+}
+
+static bool sweep_one(struct uffdwp_snapshot *snap, char *buf)
+{
+	size_t w = __atomic_fetch_add(&snap->cursor, 1, __ATOMIC_RELAXED);
+	uint64_t mask = ~0ULL, mine;
+	unsigned int b, e;
+
+	if (w >= snap->nwords)
+		return false;
+	if (w == snap->nwords - 1 && snap->npages % 64)
+		mask = (1ULL << (snap->npages % 64)) - 1;
+	mine = mask &
+	       ~__atomic_fetch_or(&snap->claim.w[w], mask, __ATOMIC_SEQ_CST);
+	while (mine && !failed(snap)) {
+		b = (unsigned int)__builtin_ctzll(mine);
+		e = b;
+		while (e < 64 && (mine & (1ULL << e)))
+			e++;
+		sweep_run(snap, buf, w, b, e);
+		mine &= e < 64 ? ~((1ULL << e) - 1) : 0;
+	}
+	return true;
+}
+
+static void teardown(struct uffdwp_snapshot *snap);
+
+static void *copier_main(void *arg)
+{
+	struct copier *c = arg;
+	struct uffdwp_snapshot *snap = c->snap;
+	char *buf = c->buf;
+	struct timespec ts;
+
+	for (;;) {
+		if (failed(snap) || complete(snap))
+			break;
+		if (drain_one(snap))
+			continue;
+		if (sweep_one(snap, buf))
+			continue;
+		pthread_mutex_lock(&snap->mu);
+		if (!failed(snap) && !complete(snap) &&
+		    !stage_filled(&snap->st)) {
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += IDLE_WAIT_MS * 1000000L;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&snap->cv, &snap->mu, &ts);
+		}
+		pthread_mutex_unlock(&snap->mu);
+	}
+	/* Staged pages of a failed snapshot are dropped. */
+	while (failed(snap) && drain_one(snap))
+		;
+	if (__atomic_sub_fetch(&snap->running, 1, __ATOMIC_SEQ_CST) == 0)
+		teardown(snap);
+	return NULL;
+}
+
+/* --- lifecycle ---------------------------------------------------------- */
+
+static void ctx_unlink(struct uffdwp_ctx *ctx, struct uffdwp_snapshot *snap)
+{
+	struct uffdwp_snapshot **pp;
+
+	for (pp = &ctx->snaps; *pp; pp = &(*pp)->ctx_next) {
+		if (*pp == snap) {
+			*pp = snap->ctx_next;
+			break;
+		}
+	}
+	pthread_cond_broadcast(&ctx->snaps_cv);
+}
+
+/* A failed snapshot's consumed pages are pending again (ctx->lock held). */
+static void give_back(struct uffdwp_snapshot *snap)
+{
+	size_t first = region_page(snap->r, snap->start), i;
+
+	for (i = dirtymap_next_set(&snap->taken, 0); i < snap->npages;
+	     i = dirtymap_next_set(&snap->taken, i + 1))
+		dirtymap_set(&snap->r->pending, first + i);
+}
+
+static int still_ours(void *arg, uintptr_t lo, uintptr_t hi)
+{
+	(void)hi;
+	/* -ENOENT unless the mapping is registered for write-protect.
+	 * Protecting one more page costs at most one more fault, whose
+	 * page is then reported written: a superset, nothing lost. */
+	return uffd_writeprotect(*(int *)arg, (void *)lo, page_size(),
+				 UFFDIO_WRITEPROTECT_MODE_WP);
+}
+
+/*
+ * The kernel reports an unmap (munmap, mmap MAP_FIXED, mremap) after the
+ * fact: a copier may have read what was mapped in its place before any
+ * handler saw the event. Every part of the range must still be a mapping
+ * registered at the end, or the image may hold pages that were never the
+ * range's. (An unmap after the last copy fails the snapshot too: it
+ * cannot be told apart.)
+ */
+static void check_still_mapped(struct uffdwp_snapshot *snap)
+{
+	if (failed(snap) || !snap->s)
+		return;
+	if (vma_each(snap->start, snap->end, still_ours, &snap->s->uffd))
+		fail(snap, -ECANCELED, UFFDWP_CAUSE_UNMAPPED);
+}
+
+/* The sink's end, then the end of the window (the last copier). */
+static void teardown(struct uffdwp_snapshot *snap)
+{
+	struct uffdwp_ctx *ctx = snap->ctx;
+	int err, ret;
+
+	if (!failed(snap) && !complete(snap))
+		fail(snap, -EIO, UFFDWP_CAUSE_KERNEL); /* cannot happen */
+	check_still_mapped(snap);
+	pthread_mutex_lock(&snap->mu);
+	err = __atomic_load_n(&snap->failed, __ATOMIC_ACQUIRE);
+	snap->committing = !err;
+	pthread_mutex_unlock(&snap->mu);
+	if (!err && snap->sink.end) {
+		/* Before the window closes: a sink that fails to commit
+		 * (fsync) fails the snapshot, and its pages go back. */
+		ret = snap->sink.end(snap->sink.arg, 0);
+		if (ret)
+			fail(snap, ret < 0 ? ret : -EIO, UFFDWP_CAUSE_SINK);
+	} else if (snap->sink.end) {
+		snap->sink.end(snap->sink.arg, err);
+	}
+	err = __atomic_load_n(&snap->failed, __ATOMIC_ACQUIRE);
+
+	pthread_mutex_lock(&ctx->lock);
+	ctx->ops->snap_end(ctx, snap);
+	if (err)
+		give_back(snap);
+	ctx_unlink(ctx, snap);
+	pthread_mutex_unlock(&ctx->lock);
+
+	pthread_mutex_lock(&snap->mu);
+	snap->t_end = now_ns();
+	snap->ctx = NULL;
+	snap->state = err ? UFFDWP_SNAPSHOT_FAILED : UFFDWP_SNAPSHOT_DONE;
+	snap->ended = true;
+	pthread_cond_broadcast(&snap->cv);
+	pthread_mutex_unlock(&snap->mu);
+}
+
+static void snap_destroy(struct uffdwp_snapshot *snap)
+{
+	stage_fini(&snap->st);
+	if (snap->cbuf)
+		handler_free(snap->cbuf, snap->cbuflen);
+	dirtymap_free(&snap->claim);
+	dirtymap_free(&snap->done);
+	dirtymap_free(&snap->taken);
+	pthread_cond_destroy(&snap->cv);
+	pthread_mutex_destroy(&snap->mu);
+	handler_free(snap, sizeof(*snap));
+}
+
+static bool pvr_works(void)
+{
+	char src[8] = "uffdwp", dst[8] = { 0 };
+	struct iovec l = { dst, sizeof(dst) }, r = { src, sizeof(src) };
+
+	return process_vm_readv(getpid(), &l, 1, &r, 1, 0) == sizeof(dst) &&
+	       !memcmp(src, dst, sizeof(dst));
+}
+
+static unsigned int default_copiers(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n < 1 ? 1 : n > 4 ? 4 : (unsigned int)n;
+}
+
+static int check_sink(const struct uffdwp_sink *sink, struct uffdwp_sink *out)
+{
+	int ret;
+
+	if (!sink)
+		return -EINVAL;
+	ret = sz_check(sink, sizeof(*sink));
+	if (ret)
+		return ret;
+	memset(out, 0, sizeof(*out));
+	memcpy(out, sink, sink->sz < sizeof(*out) ? sink->sz : sizeof(*out));
+	out->sz = sizeof(*out);
+	if (!out->write && !out->place)
+		return -EINVAL;
+	return 0;
+}
+
+static int start_copiers(struct uffdwp_snapshot *snap)
+{
+	sigset_t all, old;
+	unsigned int i;
+	int ret = 0;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	/* None may finish (and tear down) before all are counted. */
+	pthread_mutex_lock(&snap->mu);
+	__atomic_add_fetch(&snap->running, 1, __ATOMIC_SEQ_CST);
+	for (i = 0; i < snap->ncopiers; i++) {
+		snap->copier[i].snap = snap;
+		snap->copier[i].buf =
+			snap->cbuf + (size_t)i * CHUNK * page_size();
+		__atomic_add_fetch(&snap->running, 1, __ATOMIC_SEQ_CST);
+		ret = -pthread_create(&snap->tid[i], NULL, copier_main,
+				      &snap->copier[i]);
+		if (ret) {
+			__atomic_sub_fetch(&snap->running, 1, __ATOMIC_SEQ_CST);
+			break;
+		}
+		snap->nthreads++;
+	}
+	pthread_mutex_unlock(&snap->mu);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return ret;
+}
+
+UFFDWP_EXPORT int uffdwp_snapshot_start(struct uffdwp_ctx *ctx, void *addr,
+					size_t len,
+					const struct uffdwp_sink *sink,
+					const struct uffdwp_snapshot_opts *opts,
+					struct uffdwp_snapshot **out)
+{
+	struct uffdwp_snapshot_opts o = { .sz = sizeof(o) };
+	struct uffdwp_snapshot_info info = { .sz = sizeof(info) };
+	struct uffdwp_snapshot *snap;
+	struct uffdwp_sink sk;
+	uintptr_t a = (uintptr_t)addr;
+	struct region *r;
+	size_t ps = page_size();
+	int ret;
+
+	if (!ctx || !out)
+		return -EINVAL;
+	if (ctx_forked(ctx))
+		return -ECHILD;
+	if (!len || a % ps || len % ps || a + len < a)
+		return -EINVAL;
+	ret = check_sink(sink, &sk);
+	if (ret)
+		return ret;
+	if (opts) {
+		ret = sz_check(opts, sizeof(*opts));
+		if (ret)
+			return ret;
+		memcpy(&o, opts, opts->sz < sizeof(o) ? opts->sz : sizeof(o));
+		o.sz = sizeof(o);
+	}
+	if (o.flags & ~(unsigned int)UFFDWP_SNAPSHOT_INCREMENTAL ||
+	    o.copiers > MAX_COPIERS)
+		return -EINVAL;
+	if (!ctx->ops->snap_begin)
+		return -EOPNOTSUPP;
+
+	snap = handler_zalloc(sizeof(*snap));
+	if (!snap)
+		return -ENOMEM;
+	pthread_mutex_init(&snap->mu, NULL);
+	pthread_cond_init(&snap->cv, NULL);
+	snap->t0 = now_ns();
+	snap->pid = getpid();
+	snap->start = a;
+	snap->end = a + len;
+	snap->npages = len / ps;
+	snap->nwords = DIRTYMAP_WORDS(snap->npages);
+	snap->flags = o.flags;
+	snap->sink = sk;
+	snap->ncopiers = o.copiers ? o.copiers : default_copiers();
+	snap->pvr = pvr_works();
+	snap->cbuflen = (size_t)snap->ncopiers * CHUNK * ps;
+	snap->cbuf = handler_zalloc(snap->cbuflen);
+	if (!snap->cbuf || dirtymap_init(&snap->claim, snap->npages) ||
+	    dirtymap_init(&snap->done, snap->npages) ||
+	    dirtymap_init(&snap->taken, snap->npages) ||
+	    stage_init(&snap->st,
+		       o.staging_pages ? o.staging_pages : DEFAULT_STAGING)) {
+		snap_destroy(snap);
+		return -ENOMEM;
+	}
+
+	pthread_mutex_lock(&ctx->lock);
+	urcu_bp_read_lock();
+	r = regions_lookup(rcu_dereference(ctx->regions), a);
+	urcu_bp_read_unlock();
+	if (!r || snap->end > r->end)
+		ret = -ENOENT;
+	else if (r->snap)
+		ret = -EBUSY;
+	if (ret)
+		goto err_unlock;
+	snap->r = r;
+	snap->ctx = ctx;
+	ret = ctx->ops->snap_begin(ctx, snap);
+	if (ret)
+		goto err_unlock;
+	/* The instant has passed: writers may already be deferred on the
+	 * sink, which begins now. */
+	snap->start_ns = now_ns() - snap->t0;
+	info.addr = addr;
+	info.len = len;
+	info.page_size = ps;
+	info.pages = snap->pages;
+	info.flags = snap->flags;
+	info.instant_realtime_ns = snap->instant_rt;
+	if (sk.begin) {
+		ret = sk.begin(sk.arg, &info);
+		if (ret) {
+			ret = ret < 0 ? ret : -EIO;
+			fail(snap, ret, UFFDWP_CAUSE_SINK);
+			ctx->ops->snap_end(ctx, snap);
+			give_back(snap);
+			goto err_unlock;
+		}
+	}
+	__atomic_store_n(&snap->open, 1, __ATOMIC_SEQ_CST);
+	if (__atomic_exchange_n(&snap->kick, 0, __ATOMIC_SEQ_CST))
+		handler_kick(snap->s);
+	snap->ctx_next = ctx->snaps;
+	ctx->snaps = snap;
+	/* start_copiers() leaves one extra count on running: the copiers
+	 * cannot tear down before ctx->lock is dropped and all are counted. */
+	ret = start_copiers(snap);
+	if (ret)
+		fail(snap, ret, UFFDWP_CAUSE_KERNEL);
+	pthread_mutex_unlock(&ctx->lock);
+	if (__atomic_sub_fetch(&snap->running, 1, __ATOMIC_SEQ_CST) == 0)
+		teardown(snap);
+	if (!snap->nthreads) {
+		snap_destroy(snap);
+		return ret;
+	}
+	*out = snap;
+	return 0;
+
+err_unlock:
+	pthread_mutex_unlock(&ctx->lock);
+	snap_destroy(snap);
+	return ret;
+}
+
+UFFDWP_EXPORT int uffdwp_snapshot_wait(struct uffdwp_snapshot *snap,
+				       long timeout_ms)
+{
+	struct timespec ts;
+	int ret = 0;
+
+	if (!snap)
+		return -EINVAL;
+	if (snap->pid != getpid())
+		return -ECHILD;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	if (timeout_ms >= 0) {
+		ts.tv_sec += timeout_ms / 1000;
+		ts.tv_nsec += (timeout_ms % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+	}
+	pthread_mutex_lock(&snap->mu);
+	while (!snap->ended && ret != ETIMEDOUT) {
+		if (timeout_ms < 0)
+			pthread_cond_wait(&snap->cv, &snap->mu);
+		else
+			ret = pthread_cond_timedwait(&snap->cv, &snap->mu, &ts);
+	}
+	ret = snap->ended ? __atomic_load_n(&snap->failed, __ATOMIC_ACQUIRE) :
+			    -ETIMEDOUT;
+	pthread_mutex_unlock(&snap->mu);
+	return ret;
+}
+
+UFFDWP_EXPORT int uffdwp_snapshot_cancel(struct uffdwp_snapshot *snap)
+{
+	if (!snap)
+		return -EINVAL;
+	if (snap->pid != getpid())
+		return -ECHILD;
+	fail(snap, -ECANCELED, UFFDWP_CAUSE_CALLER);
+	return 0;
+}
+
+UFFDWP_EXPORT int uffdwp_snapshot_status(const struct uffdwp_snapshot *snap,
+					 struct uffdwp_snapshot_status *status)
+{
+	struct uffdwp_snapshot_status s = { .sz = sizeof(s) };
+	struct uffdwp_snapshot *m = (struct uffdwp_snapshot *)snap;
+	int ret;
+
+	if (!snap)
+		return -EINVAL;
+	ret = sz_check(status, sizeof(*status));
+	if (ret)
+		return ret;
+	if (snap->pid != getpid())
+		return -ECHILD;
+	pthread_mutex_lock(&m->mu);
+	s.state = snap->ended ? snap->state : UFFDWP_SNAPSHOT_RUNNING;
+	s.error = snap->ended ?
+			  __atomic_load_n(&snap->failed, __ATOMIC_ACQUIRE) :
+			  0;
+	s.cause = s.error ? __atomic_load_n(&snap->cause, __ATOMIC_ACQUIRE) :
+			    UFFDWP_CAUSE_NONE;
+	/* Exact only when every page reached the sink and the sink said so:
+	 * nothing short of that may carry the label. */
+	s.consistency = s.state == UFFDWP_SNAPSHOT_DONE ?
+				UFFDWP_CONSISTENCY_EXACT :
+				UFFDWP_CONSISTENCY_NONE;
+	s.pages = snap->pages;
+	s.pages_done = __atomic_load_n(&snap->pages_done, __ATOMIC_RELAXED);
+	s.pages_faulted = cnt_get(&snap->pages_faulted);
+	s.faults_waited = cnt_get(&snap->faults_waited);
+	s.staging_full = cnt_get(&snap->staging_full);
+	s.start_ns = snap->start_ns;
+	s.elapsed_ns = (snap->ended ? snap->t_end : now_ns()) - snap->t_instant;
+	s.instant_realtime_ns = snap->instant_rt;
+	s.committing = !snap->ended && complete(snap);
+	pthread_mutex_unlock(&m->mu);
+	sz_copy_out(status, &s, sizeof(s));
+	return 0;
+}
+
+UFFDWP_EXPORT struct uffdwp_snapshot *
+uffdwp_snapshot_free(struct uffdwp_snapshot *snap)
+{
+	unsigned int i;
+
+	if (!snap)
+		return NULL;
+	if (snap->pid != getpid())
+		return NULL; /* the parent's threads and memory */
+	fail(snap, -ECANCELED, UFFDWP_CAUSE_CALLER);
+	uffdwp_snapshot_wait(snap, -1);
+	for (i = 0; i < snap->nthreads; i++)
+		pthread_join(snap->tid[i], NULL);
+	snap_destroy(snap);
+	return NULL;
+}
+
+void snapshot_ctx_shutdown(struct uffdwp_ctx *ctx)
+{
+	struct uffdwp_snapshot *snap;
+
+	/* Wait on the context, never on a snapshot: once unlinked, its
+	 * owner may free it at any time. */
+	pthread_mutex_lock(&ctx->lock);
+	while (ctx->snaps) {
+		for (snap = ctx->snaps; snap; snap = snap->ctx_next)
+			fail(snap, -ECANCELED, UFFDWP_CAUSE_CONTEXT);
+		/* Their teardowns take ctx->lock and unlink them. */
+		pthread_cond_wait(&ctx->snaps_cv, &ctx->lock);
+	}
+	pthread_mutex_unlock(&ctx->lock);
+}
