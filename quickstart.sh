@@ -4,7 +4,8 @@
 # The README's quick start, on a fresh Debian 12 machine:
 #
 #   ./quickstart.sh demo   set up, build, run uffdwp-check and the live
-#                          pre-copy migration demo (the main job)
+#                          demos: pre-copy migration, incremental
+#                          checkpoints (the main job)
 #   ./quickstart.sh test   set up, build, run every test suite, here and
 #                          under Debian's 6.1 and 6.12 kernels in qemu
 #
@@ -94,6 +95,12 @@ demo)
 	echo
 	echo "== live demo: pre-copy migration of 4 writer threads' memory over TCP"
 	./build/examples/precopy
+	echo
+	echo "== live demo: incremental checkpoints of 4 running writers, then restore"
+	ckdir=$(mktemp -d)
+	trap 'rm -rf "$ckdir"' EXIT
+	./build/examples/ckpt --dir "$ckdir/ckpt" --checkpoints 5 --interval-ms 500
+	./build/examples/ckpt --restore --dir "$ckdir/ckpt"
 	;;
 test)
 	ensure_pkgs $BUILD_PKGS $TEST_PKGS $VM_PKGS
