@@ -236,7 +236,9 @@ static void async_untrack(struct uffdwp_ctx *ctx, struct region *r)
 		return;
 	}
 	/* Unregistering drops the uffd-wp bits of the range. */
-	uffd_unregister(s->uffd, (void *)r->start, r->end - r->start);
+	if (!r->unwatched)
+		uffd_unregister(s->uffd, (void *)r->start, r->end - r->start);
+	r->unwatched = false;
 }
 
 /* Harvest a range that sits on the synchronous userfaultfd. */
@@ -253,6 +255,41 @@ static int harvest_moved(struct uffdwp_ctx *ctx, struct region *r)
 	return ret;
 }
 
+static int arm_async(struct uffdwp_ctx *ctx, struct region *r);
+
+/*
+ * A range on no userfaultfd: whatever was written since is unknown, so
+ * every page counts as written, now and until it is armed again (tried at
+ * each collect). Writes before the arm are in this report; those after it
+ * the scans see.
+ */
+static int mark_mapped(void *arg, uintptr_t lo, uintptr_t hi)
+{
+	struct region *r = arg;
+
+	dirtymap_set_range(&r->recorded, region_page(r, lo),
+			   (hi - lo) / page_size());
+	return 0;
+}
+
+static int rearm_unwatched(struct uffdwp_ctx *ctx, struct region *r)
+{
+	struct async_state *s = st(ctx);
+	int ret;
+
+	/* What is still mapped (no event tells of unmaps now). */
+	ret = vma_each(r->start, r->end, mark_mapped, r);
+	if (ret && ret != -EFAULT)
+		return ret;
+	dirtymap_take(&r->pending, &r->recorded);
+	if (arm_async(ctx, r))
+		return 0; /* still unwatched: reported whole again next time */
+	r->unwatched = false;
+	if (s->check_zaps)
+		return zaps_note(&s->zaps, r, true);
+	return 0;
+}
+
 static int async_harvest(struct uffdwp_ctx *ctx)
 {
 	struct async_state *s = st(ctx);
@@ -267,6 +304,12 @@ static int async_harvest(struct uffdwp_ctx *ctx)
 		r = set->r[i];
 		if (r->moved) {
 			ret = harvest_moved(ctx, r);
+			if (ret)
+				return ret;
+			continue;
+		}
+		if (r->unwatched) {
+			ret = rearm_unwatched(ctx, r);
 			if (ret)
 				return ret;
 			continue;
@@ -335,6 +378,9 @@ static int register_mapped(int fd, struct region *r)
 {
 	int ret;
 
+	if (uffdwp_test_hooks.async_arm_fails > 1)
+		return -ENOMEM;
+
 	ret = uffd_register(fd, (void *)r->start, r->end - r->start,
 			    UFFDIO_REGISTER_MODE_WP, NULL);
 	if (ret != -EINVAL && ret != -ENOMEM)
@@ -360,6 +406,9 @@ static int arm_async(struct uffdwp_ctx *ctx, struct region *r)
 	struct async_state *s = st(ctx);
 	int ret;
 
+	if (uffdwp_test_hooks.async_arm_fails)
+		return -ENOMEM;
+
 	ret = register_mapped(s->uffd, r);
 	if (ret)
 		return ret;
@@ -381,8 +430,8 @@ static int async_snap_begin(struct uffdwp_ctx *ctx,
 
 	if (r->memtype == MEM_FILE)
 		return -EOPNOTSUPP; /* no synchronous write-protect for files */
-	if (r->moved)
-		return -EBUSY; /* a failed move back: still synchronous */
+	if (r->moved || r->unwatched)
+		return -EBUSY; /* a failed move back: not on uffd_async */
 	if (!s->sync) {
 		ret = syncwp_open(ctx, 1, &s->sync);
 		if (ret)
@@ -417,7 +466,7 @@ static int async_snap_begin(struct uffdwp_ctx *ctx,
 		/* Back where it was; anything written meanwhile was held by
 		 * the gate, so arming again loses nothing. */
 		if (arm_async(ctx, r))
-			dirtymap_set_range(&r->recorded, 0, r->npages);
+			r->unwatched = true; /* reported whole until armed */
 		goto open;
 	}
 	/* Zapped while unwatched: counted as written (into pending below,
@@ -469,10 +518,16 @@ static void async_snap_end(struct uffdwp_ctx *ctx, struct uffdwp_snapshot *snap)
 	handler_kick(ss);
 	if (arm_async(ctx, r)) {
 		/* Could not go back: stay synchronous, everything counted
-		 * as written once (a superset loses nothing). */
-		if (!register_mapped(ss->uffd, r))
-			protect_mapped(ss, r);
-		dirtymap_set_range(&r->recorded, 0, r->npages);
+		 * as written once (a superset loses nothing); or, if even
+		 * that fails, on neither, reported whole until armed. */
+		if (register_mapped(ss->uffd, r) || protect_mapped(ss, r)) {
+			uffd_unregister(ss->uffd, (void *)r->start, len);
+			uffd_wake(ss->uffd, (void *)r->start, len);
+			r->moved = false;
+			r->unwatched = true;
+		} else {
+			dirtymap_set_range(&r->recorded, 0, r->npages);
+		}
 	} else {
 		r->moved = false;
 		movez_note(s, r, false);

@@ -57,6 +57,9 @@ struct region {
 	/* uffd_async: the range sits on the synchronous userfaultfd (a
 	 * snapshot window, or a move back that failed). */
 	bool moved;
+	/* uffd_async: a move failed both ways and left the range on no
+	 * userfaultfd: every collect reports it whole and tries to arm it. */
+	bool unwatched;
 	RB_ENTRY(region) node; /* process-wide overlap tree */
 };
 

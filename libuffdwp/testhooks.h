@@ -25,6 +25,10 @@ struct uffdwp_test_hooks {
 	/* Snapshots ignore unmap events, as if every one came after the
 	 * copies: only the check at the end can catch a replaced mapping. */
 	int snapshot_late_unmap_events;
+	/* uffd_async: arming a range on the asynchronous userfaultfd fails
+	 * with -ENOMEM, and with 2 so does registering it on the synchronous
+	 * one (a move back after a snapshot that fails both ways). */
+	int async_arm_fails;
 	/* The file sink's call at file_fail_point (an enum img_fail_point,
 	 * image.h) fails with -file_fail_errno; for IMG_FAIL_PWRITE only its
 	 * file_fail_nth-th pwrite (from 1) since begin() does. Shows that no

@@ -657,8 +657,9 @@ struct uffdwp_snapshot_status {
  *         @ref uffdwp_sink::place; -E2BIG as for uffdwp_probe();
  *         -ENOENT the range is not within one tracked range; -EBUSY a
  *         snapshot of that tracked range is running (or, on uffd_async,
- *         an earlier one could not move the range back: it stays
- *         synchronous, tracked, and cannot be snapshotted); -EOPNOTSUPP the
+ *         an earlier one could not move the range back: then until a
+ *         collect arms it again, and for good if it stayed on the
+ *         synchronous userfaultfd; tracking goes on either way); -EOPNOTSUPP the
  *         context's backend cannot snapshot; -ECHILD after fork;
  *         the sink's begin() error; -ENOMEM; other -errno from the kernel.
  * @note Thread-safe; serialised with the other calls on @p ctx.
