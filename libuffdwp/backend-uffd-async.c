@@ -220,6 +220,10 @@ static int async_track(struct uffdwp_ctx *ctx, struct region *r)
 	return ret;
 }
 
+static void own_free(struct region *r);
+static int own_each_mapped(struct region *r);
+static void unregister_sync(struct sync_state *ss, struct region *r);
+
 static void async_untrack(struct uffdwp_ctx *ctx, struct region *r)
 {
 	struct async_state *s = st(ctx);
@@ -227,18 +231,16 @@ static void async_untrack(struct uffdwp_ctx *ctx, struct region *r)
 	if (r->moved) {
 		/* Left on the synchronous userfaultfd by a failed move. */
 		pthread_rwlock_wrlock(&s->sync->resolve);
-		uffd_unregister(s->sync->uffd, (void *)r->start,
-				r->end - r->start);
-		uffd_wake(s->sync->uffd, (void *)r->start, r->end - r->start);
+		unregister_sync(s->sync, r);
 		pthread_rwlock_unlock(&s->sync->resolve);
 		handler_kick(s->sync);
 		r->moved = false;
-		return;
-	}
-	/* Unregistering drops the uffd-wp bits of the range. */
-	if (!r->unwatched)
+	} else if (!r->unwatched) {
+		/* Unregistering drops the uffd-wp bits of the range. */
 		uffd_unregister(s->uffd, (void *)r->start, r->end - r->start);
+	}
 	r->unwatched = false;
+	own_free(r);
 }
 
 /* Harvest a range that sits on the synchronous userfaultfd. */
@@ -277,14 +279,15 @@ static int rearm_unwatched(struct uffdwp_ctx *ctx, struct region *r)
 	struct async_state *s = st(ctx);
 	int ret;
 
-	/* What is still mapped (no event tells of unmaps now). */
-	ret = vma_each(r->start, r->end, mark_mapped, r);
-	if (ret && ret != -EFAULT)
+	/* Its own pages still mapped (no event tells of unmaps now). */
+	ret = own_each_mapped(r);
+	if (ret)
 		return ret;
 	dirtymap_take(&r->pending, &r->recorded);
 	if (arm_async(ctx, r))
 		return 0; /* still unwatched: reported whole again next time */
 	r->unwatched = false;
+	own_free(r);
 	if (s->check_zaps)
 		return zaps_note(&s->zaps, r, true);
 	return 0;
@@ -343,64 +346,152 @@ static int movez_note(struct async_state *s, struct region *r, bool first)
 	return zaps_note(&s->movez, r, first);
 }
 
-struct seg_call {
-	int fd;
-	bool protect;
-};
+/* --- the range's own mappings, across moves --------------------------- */
 
-static int seg_register(void *arg, uintptr_t lo, uintptr_t hi)
+static void own_free(struct region *r)
 {
-	const struct seg_call *c = arg;
-
-	if (c->protect)
-		return uffd_writeprotect(c->fd, (void *)lo, hi - lo,
-					 UFFDIO_WRITEPROTECT_MODE_WP);
-	return uffd_register(c->fd, (void *)lo, hi - lo,
-			     UFFDIO_REGISTER_MODE_WP, NULL);
+	free(r->own);
+	r->own = NULL;
+	r->nown = 0;
 }
 
-/* Each mapping of @r, however the program punched holes in it (munmap),
- * and whatever its protection: a read-only part may be made writable. */
-static int each_mapped(struct region *r, int fd, bool protect)
+static int own_add(struct region *r, uintptr_t lo, uintptr_t hi)
 {
-	struct seg_call c = { fd, protect };
-	int ret = vma_each(r->start, r->end, seg_register, &c);
+	struct span *v;
 
-	return ret == -EFAULT ? 0 : ret; /* holes are skipped, not errors */
+	if (r->nown && r->own[r->nown - 1].hi == lo) {
+		r->own[r->nown - 1].hi = hi;
+		return 0;
+	}
+	v = reallocarray(r->own, r->nown + 1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	r->own = v;
+	r->own[r->nown++] = (struct span){ lo, hi };
+	return 0;
+}
+
+static int own_region(const struct page_region *vec, size_t n, void *arg)
+{
+	struct region *r = arg;
+	size_t i;
+	int ret = 0;
+
+	for (i = 0; !ret && i < n; i++)
+		ret = own_add(r, vec[i].start, vec[i].end);
+	return ret;
 }
 
 /*
- * Register @r with @fd: one call for the whole range when it is one piece,
- * one per mapping when the program punched holes in it (registration
- * refuses holes).
+ * Before a move: the parts of @r registered with the asynchronous
+ * userfaultfd (PAGE_IS_WPALLOWED, a read-only scan), which are the range's
+ * own. What the program unmapped is not, nor what was mapped in its place
+ * since (by the library itself, perhaps): registering, gating or
+ * snapshotting that would be wrong, and gating a page the gate's closer
+ * writes would hold it forever.
  */
-static int register_mapped(int fd, struct region *r)
+static int own_scan(struct async_state *s, struct region *r)
 {
-	int ret;
+	long n;
 
+	own_free(r);
+	n = pagemap_scan(s->pagemap, r->start, r->end, 0, PAGE_IS_WPALLOWED,
+			 PAGE_IS_WPALLOWED, s->vec, SCAN_VEC, own_region, r);
+	if (n < 0) {
+		own_free(r);
+		return (int)n;
+	}
+	return 0;
+}
+
+/* Less the pages unmapped while on the synchronous userfaultfd; on
+ * error the spans stay as they were. */
+static int own_drop_gone(struct region *r)
+{
+	struct span *old = r->own;
+	size_t nold = r->nown, i, a, b, end, ps = page_size();
+	int ret = 0;
+
+	r->own = NULL;
+	r->nown = 0;
+	for (i = 0; !ret && i < nold; i++) {
+		a = region_page(r, old[i].lo);
+		end = region_page(r, old[i].hi);
+		while (!ret && a < end) {
+			b = dirtymap_next_set(&r->gone, a);
+			if (b > end)
+				b = end;
+			if (a < b)
+				ret = own_add(r, r->start + a * ps,
+					      r->start + b * ps);
+			a = dirtymap_next_clear(&r->gone, b);
+		}
+	}
+	if (ret) {
+		free(r->own);
+		r->own = old;
+		r->nown = nold;
+		return ret;
+	}
+	free(old);
+	return 0;
+}
+
+enum own_op { OWN_REGISTER, OWN_PROTECT, OWN_UNREGISTER };
+
+/* @op on each of @r's own spans with @fd; the first error stops it. */
+static int own_each(struct region *r, int fd, enum own_op op)
+{
+	size_t i;
+	int ret = 0;
+
+	for (i = 0; !ret && i < r->nown; i++) {
+		void *lo = (void *)r->own[i].lo;
+		size_t len = r->own[i].hi - r->own[i].lo;
+
+		if (op == OWN_REGISTER)
+			ret = uffd_register(fd, lo, len,
+					    UFFDIO_REGISTER_MODE_WP, NULL);
+		else if (op == OWN_PROTECT)
+			ret = uffd_writeprotect(fd, lo, len,
+						UFFDIO_WRITEPROTECT_MODE_WP);
+		else
+			uffd_unregister(fd, lo, len);
+	}
+	return ret;
+}
+
+static int register_own(int fd, struct region *r)
+{
 	if (uffdwp_test_hooks.async_arm_fails > 1)
 		return -ENOMEM;
-
-	ret = uffd_register(fd, (void *)r->start, r->end - r->start,
-			    UFFDIO_REGISTER_MODE_WP, NULL);
-	if (ret != -EINVAL && ret != -ENOMEM)
-		return ret;
-	return each_mapped(r, fd, false);
+	return own_each(r, fd, OWN_REGISTER);
 }
 
-/* Protect what register_mapped() registered. */
-static int protect_mapped(struct sync_state *ss, struct region *r)
+/* Off the synchronous userfaultfd; its blocked writers retry (the kernel
+ * wakes only MISSING waiters on unregister). */
+static void unregister_sync(struct sync_state *ss, struct region *r)
 {
+	own_each(r, ss->uffd, OWN_UNREGISTER);
+	uffd_wake(ss->uffd, (void *)r->start, r->end - r->start);
+}
+
+/* Record as written every page of @r's own spans still mapped. */
+static int own_each_mapped(struct region *r)
+{
+	size_t i;
 	int ret;
 
-	ret = uffd_writeprotect(ss->uffd, (void *)r->start, r->end - r->start,
-				UFFDIO_WRITEPROTECT_MODE_WP);
-	if (ret != -ENOENT && ret != -EINVAL)
-		return ret;
-	return each_mapped(r, ss->uffd, true);
+	for (i = 0; i < r->nown; i++) {
+		ret = vma_each(r->own[i].lo, r->own[i].hi, mark_mapped, r);
+		if (ret && ret != -EFAULT)
+			return ret;
+	}
+	return 0;
 }
 
-/* Back from the synchronous userfaultfd to the asynchronous one. */
+/* Back from the synchronous userfaultfd (or from none) to the
+ * asynchronous one: the range's own spans, registered and armed. */
 static int arm_async(struct uffdwp_ctx *ctx, struct region *r)
 {
 	struct async_state *s = st(ctx);
@@ -408,13 +499,11 @@ static int arm_async(struct uffdwp_ctx *ctx, struct region *r)
 
 	if (uffdwp_test_hooks.async_arm_fails)
 		return -ENOMEM;
-
-	ret = register_mapped(s->uffd, r);
+	ret = register_own(s->uffd, r);
+	if (!ret)
+		ret = scan_region(ctx, r, false);
 	if (ret)
-		return ret;
-	ret = scan_region(ctx, r, false);
-	if (ret)
-		uffd_unregister(s->uffd, (void *)r->start, r->end - r->start);
+		own_each(r, s->uffd, OWN_UNREGISTER);
 	return ret;
 }
 
@@ -423,7 +512,6 @@ static int async_snap_begin(struct uffdwp_ctx *ctx,
 {
 	struct async_state *s = st(ctx);
 	struct region *r = snapshot_region(snap);
-	size_t len = r->end - r->start;
 	struct sync_state *ss;
 	struct gate g;
 	int ret;
@@ -438,9 +526,13 @@ static int async_snap_begin(struct uffdwp_ctx *ctx,
 			return ret;
 	}
 	ss = s->sync;
-	ret = gate_prepare(&g, r->start, r->end);
-	if (ret)
+	ret = own_scan(s, r);
+	if (!ret)
+		ret = gate_prepare(&g, r->start, r->end, r->own, r->nown);
+	if (ret) {
+		own_free(r);
 		return ret;
+	}
 	ret = gate_close(&g);
 	if (ret)
 		goto out;
@@ -453,20 +545,18 @@ static int async_snap_begin(struct uffdwp_ctx *ctx,
 	if (ret)
 		goto open;
 	dirtymap_take(&r->pending, &r->recorded);
-	uffd_unregister(s->uffd, (void *)r->start, len);
-	ret = register_mapped(ss->uffd, r);
-	if (!ret) {
-		ret = protect_mapped(ss, r);
-		if (ret) {
-			uffd_unregister(ss->uffd, (void *)r->start, len);
-			uffd_wake(ss->uffd, (void *)r->start, len);
-		}
-	}
+	own_each(r, s->uffd, OWN_UNREGISTER);
+	ret = register_own(ss->uffd, r);
+	if (!ret)
+		ret = own_each(r, ss->uffd, OWN_PROTECT);
 	if (ret) {
+		unregister_sync(ss, r);
 		/* Back where it was; anything written meanwhile was held by
 		 * the gate, so arming again loses nothing. */
 		if (arm_async(ctx, r))
 			r->unwatched = true; /* reported whole until armed */
+		else
+			own_free(r);
 		goto open;
 	}
 	/* Zapped while unwatched: counted as written (into pending below,
@@ -484,6 +574,8 @@ open:
 	gate_open(&g);
 out:
 	gate_release(&g);
+	if (ret && !r->moved && !r->unwatched)
+		own_free(r);
 	return ret;
 }
 
@@ -492,11 +584,11 @@ static void async_snap_end(struct uffdwp_ctx *ctx, struct uffdwp_snapshot *snap)
 	struct async_state *s = st(ctx);
 	struct region *r = snapshot_region(snap);
 	struct sync_state *ss = s->sync;
-	size_t len = r->end - r->start;
 	struct gate g;
 	bool prepared, gated;
 
-	prepared = !gate_prepare(&g, r->start, r->end);
+	prepared = !own_drop_gone(r) &&
+		   !gate_prepare(&g, r->start, r->end, r->own, r->nown);
 	gated = prepared && !gate_close(&g);
 	pthread_rwlock_wrlock(&ss->resolve);
 	snapshot_unpublish(snap, ss);
@@ -510,19 +602,17 @@ static void async_snap_end(struct uffdwp_ctx *ctx, struct uffdwp_snapshot *snap)
 		return;
 	}
 	movez_note(s, r, true);
-	uffd_unregister(ss->uffd, (void *)r->start, len);
-	/* The kernel wakes only MISSING waiters on unregister: the writers
-	 * blocked on the range retry now, and meet the gate. */
-	uffd_wake(ss->uffd, (void *)r->start, len);
+	/* The writers blocked on the range retry now, and meet the gate. */
+	unregister_sync(ss, r);
 	pthread_rwlock_unlock(&ss->resolve);
 	handler_kick(ss);
 	if (arm_async(ctx, r)) {
 		/* Could not go back: stay synchronous, everything counted
 		 * as written once (a superset loses nothing); or, if even
 		 * that fails, on neither, reported whole until armed. */
-		if (register_mapped(ss->uffd, r) || protect_mapped(ss, r)) {
-			uffd_unregister(ss->uffd, (void *)r->start, len);
-			uffd_wake(ss->uffd, (void *)r->start, len);
+		if (register_own(ss->uffd, r) ||
+		    own_each(r, ss->uffd, OWN_PROTECT)) {
+			unregister_sync(ss, r);
 			r->moved = false;
 			r->unwatched = true;
 		} else {
@@ -530,6 +620,7 @@ static void async_snap_end(struct uffdwp_ctx *ctx, struct uffdwp_snapshot *snap)
 		}
 	} else {
 		r->moved = false;
+		own_free(r);
 		movez_note(s, r, false);
 		if (s->check_zaps)
 			zaps_note(&s->zaps, r, true);

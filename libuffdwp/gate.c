@@ -104,15 +104,30 @@ static int install(void)
 	return 0;
 }
 
-/* The writable mappings of [start, end), clipped to it, from maps. */
-static int read_maps(struct gate *g, uintptr_t start, uintptr_t end)
+static int add_seg(struct gate *g, size_t *n, uintptr_t lo, uintptr_t hi,
+		   int prot)
+{
+	struct gate_seg *v = reallocarray(g->seg, *n + 1, sizeof(*v));
+
+	if (!v)
+		return -ENOMEM;
+	g->seg = v;
+	g->seg[*n] = (struct gate_seg){ lo, hi, prot };
+	(*n)++;
+	return 0;
+}
+
+/* The writable mappings of [start, end), clipped to it and to @allow (if
+ * not NULL), from maps. */
+static int read_maps(struct gate *g, uintptr_t start, uintptr_t end,
+		     const struct span *allow, size_t nallow)
 {
 	unsigned long lo, hi;
 	char perms[8], *line = NULL;
-	size_t cap = 0, n = 0;
-	struct gate_seg *v;
+	size_t cap = 0, n = 0, i;
+	uintptr_t a, b;
 	FILE *f;
-	int prot;
+	int prot, ret = 0;
 
 	f = fopen("/proc/self/maps", "re");
 	if (!f)
@@ -124,25 +139,33 @@ static int read_maps(struct gate *g, uintptr_t start, uintptr_t end)
 			continue;
 		prot = PROT_WRITE | (perms[0] == 'r' ? PROT_READ : 0) |
 		       (perms[2] == 'x' ? PROT_EXEC : 0);
-		v = reallocarray(g->seg, n + 1, sizeof(*v));
-		if (!v) {
-			free(line);
-			fclose(f);
-			return -ENOMEM;
+		if (lo < start)
+			lo = start;
+		if (hi > end)
+			hi = end;
+		if (!allow) {
+			ret = add_seg(g, &n, lo, hi, prot);
+			if (ret)
+				break;
+			continue;
 		}
-		g->seg = v;
-		g->seg[n].start = lo < start ? start : lo;
-		g->seg[n].end = hi > end ? end : hi;
-		g->seg[n].prot = prot;
-		n++;
+		for (i = 0; !ret && i < nallow; i++) {
+			a = allow[i].lo > lo ? allow[i].lo : lo;
+			b = allow[i].hi < hi ? allow[i].hi : hi;
+			if (a < b)
+				ret = add_seg(g, &n, a, b, prot);
+		}
+		if (ret)
+			break;
 	}
 	free(line);
 	fclose(f);
 	g->n = n;
-	return 0;
+	return ret;
 }
 
-int gate_prepare(struct gate *g, uintptr_t start, uintptr_t end)
+int gate_prepare(struct gate *g, uintptr_t start, uintptr_t end,
+		 const struct span *allow, size_t nallow)
 {
 	int ret, i;
 
@@ -172,7 +195,7 @@ int gate_prepare(struct gate *g, uintptr_t start, uintptr_t end)
 			break;
 		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
 	}
-	ret = read_maps(g, start, end);
+	ret = read_maps(g, start, end, allow, nallow);
 	if (ret) {
 		gate_release(g);
 		return ret;

@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "internal.h"
+
 struct gate_seg {
 	uintptr_t start, end;
 	int prot; /* the mapping's own, restored on open */
@@ -28,9 +30,14 @@ struct gate {
 	int slot;
 };
 
-/* Read the writable mappings of [start, end) and take a handler slot.
- * Allocates: call before anything may be held off. */
-int gate_prepare(struct gate *g, uintptr_t start, uintptr_t end);
+/* Read the writable mappings of [start, end), only those parts in @allow
+ * (@nallow spans, in address order) unless it is NULL, and take a handler
+ * slot. A mapping the range does not own (placed in a hole the program
+ * unmapped, perhaps by the library itself) must not be held: whoever
+ * closed the gate might write it. Allocates: call before anything may be
+ * held off. */
+int gate_prepare(struct gate *g, uintptr_t start, uintptr_t end,
+		 const struct span *allow, size_t nallow);
 /* Hold writers off: when it returns, no write to the range completes. */
 int gate_close(struct gate *g);
 /* Restore the mappings' protections and release held writers. */

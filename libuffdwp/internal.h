@@ -13,6 +13,11 @@
 
 #include <uffdwp/uffdwp.h>
 
+/* [lo, hi): a piece of an address range. */
+struct span {
+	uintptr_t lo, hi;
+};
+
 /* The only way a symbol leaves the library (with libuffdwp.sym). */
 #define UFFDWP_EXPORT __attribute__((visibility("default")))
 

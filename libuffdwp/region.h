@@ -60,6 +60,11 @@ struct region {
 	/* uffd_async: a move failed both ways and left the range on no
 	 * userfaultfd: every collect reports it whole and tries to arm it. */
 	bool unwatched;
+	/* uffd_async, while moved or unwatched: the range's own mappings
+	 * (registered with it when the move began, less what was unmapped
+	 * since); a mapping placed in a hole is someone else's. */
+	struct span *own;
+	size_t nown;
 	RB_ENTRY(region) node; /* process-wide overlap tree */
 };
 

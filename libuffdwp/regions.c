@@ -57,6 +57,7 @@ void region_free(struct region *r)
 	dirtymap_free(&r->present);
 	dirtymap_free(&r->gone);
 	dirtymap_free(&r->zapwatch);
+	free(r->own);
 	handler_free(r, sizeof(*r));
 }
 

@@ -2654,6 +2654,82 @@ START_TEST(move_back_fails)
 }
 END_TEST
 
+/*
+ * uffd_async learns of no unmap while the range is on its asynchronous
+ * userfaultfd. A mapping placed in a hole the program punched (here by
+ * the test; it may be the library's own memory) is not the range's: the
+ * moves of a snapshot must neither register it nor hold its writers, or a
+ * library thread writing it behind the gate would wait for itself.
+ */
+static bool vma_has_uffd_wp(const void *addr)
+{
+	char line[512];
+	unsigned long lo, hi, a = (unsigned long)(uintptr_t)addr;
+	bool in = false, wp = false;
+	FILE *f = fopen("/proc/self/smaps", "re");
+
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 &&
+		    strchr(line, '-') < strchr(line, ' ')) {
+			in = lo <= a && a < hi;
+			continue;
+		}
+		if (in && !strncmp(line, "VmFlags:", 8)) {
+			wp = strstr(line, " uw") != NULL;
+			break;
+		}
+	}
+	fclose(f);
+	return wp;
+}
+
+START_TEST(foreign_mapping_in_hole)
+{
+	const size_t npages = 256, hole = 128, nhole = 16;
+	struct uffdwp_ctx *ctx = new_ctx(UFFDWP_BACKEND_UFFD_ASYNC);
+	char *mem = map(npages), *foreign, *buf;
+	struct uffdwp_snapshot *snap;
+	struct uffdwp_sink *sink;
+	int k;
+
+	fill_pages(mem, npages, 6);
+	ck_assert_int_eq(uffdwp_track(ctx, mem, npages * ps, 0), 0);
+	ck_assert(vma_has_uffd_wp(mem));
+	ck_assert_int_eq(munmap(mem + hole * ps, nhole * ps), 0);
+	foreign = mmap(mem + hole * ps, nhole * ps, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	ck_assert_ptr_eq(foreign, mem + hole * ps);
+	memset(foreign, 0x33, nhole * ps);
+	ck_assert(!vma_has_uffd_wp(foreign));
+	for (k = 0; k < 3; k++) {
+		/* Both moves, each time; the range's own parts snapshot. */
+		snapshot_now(ctx, mem, 64);
+		snapshot_now(ctx, mem + (hole + nhole) * ps,
+			     npages - hole - nhole);
+		ck_assert_msg(!vma_has_uffd_wp(foreign),
+			      "a snapshot registered the foreign mapping");
+		ck_assert(vma_has_uffd_wp(mem));
+		ck_assert(vma_has_uffd_wp(mem + (npages - 1) * ps));
+		memset(foreign, 0x44 + k, nhole * ps);
+	}
+	/* Over the hole: not the range's pages, no exact image. */
+	buf = map(npages);
+	ck_assert_int_eq(uffdwp_sink_memory_new(buf, npages * ps, &sink), 0);
+	ck_assert_int_eq(uffdwp_snapshot_start(ctx, mem, npages * ps, sink,
+					       NULL, &snap),
+			 0);
+	expect_failed(snap, -ECANCELED, UFFDWP_CAUSE_UNMAPPED);
+	uffdwp_snapshot_free(snap);
+	uffdwp_sink_free(sink);
+	ck_assert(!vma_has_uffd_wp(foreign));
+	snapshot_now(ctx, mem, 64);
+	uffdwp_ctx_free(ctx);
+	munmap(mem, npages * ps);
+	munmap(buf, npages * ps);
+}
+END_TEST
+
 /* --- suite -------------------------------------------------------------- */
 
 static void add_backend_cases(Suite *s, int i)
@@ -2709,6 +2785,7 @@ static Suite *snapshot_suite(void)
 	TCase *mp = tcase_create("unsupported-mprotect");
 	TCase *hook = tcase_create("unprotect-first");
 	TCase *moveback = tcase_create("move-back-fails");
+	TCase *foreign = tcase_create("foreign-in-hole");
 	size_t i;
 
 	for (i = 0; i < ARRAY_LEN(backends); i++)
@@ -2725,6 +2802,10 @@ static Suite *snapshot_suite(void)
 	tcase_set_timeout(hook, 300);
 	tcase_add_test(hook, unprotect_first_is_caught);
 	suite_add_tcase(s, hook);
+
+	tcase_set_tags(foreign, "uffd_async");
+	tcase_add_test(foreign, foreign_mapping_in_hole);
+	suite_add_tcase(s, foreign);
 
 	tcase_set_tags(moveback, "uffd_async");
 	tcase_add_loop_test(moveback, move_back_fails, 1, 3);
