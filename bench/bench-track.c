@@ -1041,14 +1041,17 @@ out_unmap:
  * printed:
  *
  *   - idle: nobody writes. Throughput is bytes over the time from the
- *     uffdwp_snapshot_start() call to the return of uffdwp_snapshot_wait(),
- *     with the default copier count (and, as INFO, with 1), against one
- *     memcpy of the same bytes into the same buffer. Every op starts from
- *     a cleared destination, and every image is compared with the source.
+ *     uffdwp_snapshot_start() call to the return of uffdwp_snapshot_wait()
+ *     (the image complete), with the default copier count (and, as INFO,
+ *     with 1), against one memcpy of the same bytes into the same buffer.
+ *     What closing the window takes after that (uffd_async's move back,
+ *     which uffdwp_snapshot_free() waits for) is printed beside it. Every
+ *     op starts from a cleared destination, and every image is compared
+ *     with the source.
  *   - one writer: a thread writes one byte to each page of a fresh random
  *     permutation, at full speed, from the return of snapshot_start until
- *     the snapshot ends (the sink's end(); on uffd_async after the move
- *     back, so the writes the move holds count), each write timed: all are
+ *     the snapshot ends (the sink's end(), before uffd_async's move
+ *     back: writes the move holds are not counted), each write timed: all are
  *     first writes. The same thread times first writes to random pages of
  *     a raw userfaultfd region served by the minimal handler of sec_sync,
  *     plain and with CPU-bound spinner threads standing in for the copiers
@@ -1090,6 +1093,7 @@ struct snaprun {
 	struct uffdwp_snapshot *snap;
 	uint64_t t0;
 	double ns; /* start call to wait return */
+	double close_ns; /* then the free: the window's close (the move back) */
 	struct uffdwp_snapshot_status st;
 };
 
@@ -1102,8 +1106,8 @@ static void snap_fill(char *p, size_t len)
 
 /*
  * The memory sink with an end() that notes the time: the library calls it
- * when the snapshot ends (after uffd_async moved the range back), before
- * uffdwp_snapshot_wait() can return.
+ * once every page was delivered, before the window closes (uffd_async's
+ * move back) and before uffdwp_snapshot_wait() can return.
  */
 static int timed_begin(void *arg, const struct uffdwp_snapshot_info *info)
 {
@@ -1165,6 +1169,7 @@ static void snap_go(struct snapbench *sb, const struct snapsrc *b,
 static void snap_finish(struct snaprun *run, const char *who)
 {
 	int err = uffdwp_snapshot_wait(run->snap, -1);
+	uint64_t t0;
 
 	run->ns = (double)(now_ns() - run->t0);
 	run->st = (struct uffdwp_snapshot_status){ .sz = sizeof(run->st) };
@@ -1179,11 +1184,14 @@ static void snap_finish(struct snaprun *run, const char *who)
 		       uffdwp_consistency_name(run->st.consistency),
 		       uffdwp_snapshot_cause_name(run->st.cause),
 		       run->st.pages_done, run->st.pages);
+	t0 = now_ns();
 	run->snap = uffdwp_snapshot_free(run->snap);
+	run->close_ns = (double)(now_ns() - t0);
 }
 
 static double snap_once(struct snapbench *sb, const struct snapsrc *b,
-			unsigned int copiers, struct uffdwp_snapshot_status *st)
+			unsigned int copiers, struct uffdwp_snapshot_status *st,
+			double *close_ns)
 {
 	struct snaprun run;
 
@@ -1191,6 +1199,8 @@ static double snap_once(struct snapbench *sb, const struct snapsrc *b,
 	snap_finish(&run, bname(uffdwp_ctx_backend(b->ctx)));
 	if (st)
 		*st = run.st;
+	if (close_ns)
+		*close_ns = run.close_ns;
 	return run.ns;
 }
 
@@ -1205,7 +1215,7 @@ static bool snap_ctxs(struct snapbench *sb, const char *section)
 		b->ctx = lib_new(k ? b->backend : UFFDWP_BACKEND_AUTO, section);
 		if (!b->ctx || !lib_track(b->ctx, b->src, sb->len, section))
 			return false;
-		snap_once(sb, b, 0, NULL);
+		snap_once(sb, b, 0, NULL, NULL);
 	}
 	return true;
 }
@@ -1227,13 +1237,14 @@ static void snap_idle_pass(struct snapbench *sb, int reps)
 {
 	/* Op 0 is memcpy; then each context with default copiers and 1. */
 	int nops = 1 + 2 * sb->nb;
-	double *t[5] = { NULL }, *hold[5] = { NULL };
+	double *t[5] = { NULL }, *hold[5] = { NULL }, *shut[5] = { NULL };
 	double gb = (double)sb->len / 1e9;
 	uint64_t flt[5] = { 0 };
 
 	for (int i = 0; i < nops; i++) {
 		t[i] = xcalloc((size_t)reps, sizeof(double));
 		hold[i] = xcalloc((size_t)reps, sizeof(double));
+		shut[i] = xcalloc((size_t)reps, sizeof(double));
 	}
 	for (int r = 0; r < reps; r++) {
 		for (int j = 0; j < nops; j++) {
@@ -1251,7 +1262,8 @@ static void snap_idle_pass(struct snapbench *sb, int reps)
 				t[0][r] = (double)(now_ns() - t0);
 				continue;
 			}
-			t[op][r] = snap_once(sb, b, (op - 1) % 2 ? 1 : 0, &st);
+			t[op][r] = snap_once(sb, b, (op - 1) % 2 ? 1 : 0, &st,
+					     &shut[op][r]);
 			hold[op][r] = (double)st.start_ns;
 			flt[op] += st.pages_faulted;
 			snap_check_image(sb, b);
@@ -1266,10 +1278,12 @@ static void snap_idle_pass(struct snapbench *sb, int reps)
 
 		printf("  %-10s idle snapshot: default copiers %.2f GB/s "
 		       "(%.1f ms, of which the start held writers off %.1f "
-		       "ms), 1 copier %.2f GB/s (%.1f ms)%s\n",
+		       "ms; closing the window after wait() took %.1f ms "
+		       "more), 1 copier %.2f GB/s (%.1f ms)%s\n",
 		       bname(b->backend), gb / med(t[d], (size_t)reps) * 1e9,
 		       med(t[d], (size_t)reps) / 1e6,
 		       med(hold[d], (size_t)reps) / 1e6,
+		       med(shut[d], (size_t)reps) / 1e6,
 		       gb / med(t[one], (size_t)reps) * 1e9,
 		       med(t[one], (size_t)reps) / 1e6,
 		       flt[d] + flt[one] ? " (faults seen: idle?)" : "");
@@ -1282,6 +1296,7 @@ static void snap_idle_pass(struct snapbench *sb, int reps)
 	for (int i = 0; i < nops; i++) {
 		free(t[i]);
 		free(hold[i]);
+		free(shut[i]);
 	}
 }
 
@@ -1366,7 +1381,7 @@ static void snap_busy_pass(struct snapbench *sb, int reps)
 				uint64_t writes;
 
 				if (!((turn ^ r) & 1)) {
-					it[r] = snap_once(sb, b, 0, NULL);
+					it[r] = snap_once(sb, b, 0, NULL, NULL);
 					continue;
 				}
 				bt[r] = snap_busy(sb, b, SNAP_BUSY_WRITERS, &st,
@@ -1568,8 +1583,8 @@ static void lat_raw(struct lat_writer *w, char *rp, int uffd, size_t len,
 
 /*
  * First writes during one snapshot with the default copiers, counted from
- * the return of uffdwp_snapshot_start() to that of uffdwp_snapshot_wait()
- * (on uffd_async that includes the move back, when writers are held).
+ * the return of uffdwp_snapshot_start() to the sink's end() (or the return
+ * of uffdwp_snapshot_wait(), if sooner), before the move back.
  */
 static double lat_snap(struct snapbench *sb, const struct snapsrc *b,
 		       struct lat_writer *w, uint32_t *perm, struct lat_side *s,

@@ -93,6 +93,9 @@ struct uffdwp_snapshot {
 	int cause;
 	int state;
 	bool committing; /* the sink's end(0) runs */
+	/* decided: the outcome is final and waiters return (the window may
+	 * still be closing); ended: the teardown is over. */
+	bool decided;
 	bool ended;
 	bool pvr; /* process_vm_readv works */
 	uint64_t t0, t_instant, t_end, start_ns, instant_rt;
@@ -114,10 +117,11 @@ static void fail(struct uffdwp_snapshot *snap, int err, int cause)
 {
 	int zero = 0;
 
-	/* Under mu: an ended snapshot's outcome never changes, nor does a
-	 * committing one's but by its sink (the image may be in place). */
+	/* Under mu: a decided outcome never changes, nor does a committing
+	 * one but by its sink (the image may be in place). */
 	pthread_mutex_lock(&snap->mu);
-	if (!snap->ended && (!snap->committing || cause == UFFDWP_CAUSE_SINK) &&
+	if (!snap->decided &&
+	    (!snap->committing || cause == UFFDWP_CAUSE_SINK) &&
 	    __atomic_compare_exchange_n(&snap->failed, &zero, err, false,
 					__ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
 		__atomic_store_n(&snap->cause, cause, __ATOMIC_RELEASE);
@@ -656,9 +660,23 @@ static void teardown(struct uffdwp_snapshot *snap)
 	} else if (snap->sink.end) {
 		snap->sink.end(snap->sink.arg, err);
 	}
-	err = __atomic_load_n(&snap->failed, __ATOMIC_ACQUIRE);
 
+	/*
+	 * The outcome is final once the sink's end() returned: waiters go
+	 * on while the window closes (on uffd_async, the move back holds
+	 * writers some tens of ms per GiB). Decided under ctx->lock, so a
+	 * call on the context made after wait() returns, a new snapshot of
+	 * the range among them, waits for the close and never sees it open.
+	 */
 	pthread_mutex_lock(&ctx->lock);
+	pthread_mutex_lock(&snap->mu);
+	err = __atomic_load_n(&snap->failed, __ATOMIC_ACQUIRE);
+	snap->t_end = now_ns();
+	snap->state = err ? UFFDWP_SNAPSHOT_FAILED : UFFDWP_SNAPSHOT_DONE;
+	snap->decided = true;
+	pthread_cond_broadcast(&snap->cv);
+	pthread_mutex_unlock(&snap->mu);
+
 	ctx->ops->snap_end(ctx, snap);
 	if (err)
 		give_back(snap);
@@ -666,9 +684,7 @@ static void teardown(struct uffdwp_snapshot *snap)
 	pthread_mutex_unlock(&ctx->lock);
 
 	pthread_mutex_lock(&snap->mu);
-	snap->t_end = now_ns();
 	snap->ctx = NULL;
-	snap->state = err ? UFFDWP_SNAPSHOT_FAILED : UFFDWP_SNAPSHOT_DONE;
 	snap->ended = true;
 	pthread_cond_broadcast(&snap->cv);
 	pthread_mutex_unlock(&snap->mu);
@@ -892,14 +908,14 @@ UFFDWP_EXPORT int uffdwp_snapshot_wait(struct uffdwp_snapshot *snap,
 		}
 	}
 	pthread_mutex_lock(&snap->mu);
-	while (!snap->ended && ret != ETIMEDOUT) {
+	while (!snap->decided && ret != ETIMEDOUT) {
 		if (timeout_ms < 0)
 			pthread_cond_wait(&snap->cv, &snap->mu);
 		else
 			ret = pthread_cond_timedwait(&snap->cv, &snap->mu, &ts);
 	}
-	ret = snap->ended ? __atomic_load_n(&snap->failed, __ATOMIC_ACQUIRE) :
-			    -ETIMEDOUT;
+	ret = snap->decided ? __atomic_load_n(&snap->failed, __ATOMIC_ACQUIRE) :
+			      -ETIMEDOUT;
 	pthread_mutex_unlock(&snap->mu);
 	return ret;
 }
@@ -929,8 +945,8 @@ UFFDWP_EXPORT int uffdwp_snapshot_status(const struct uffdwp_snapshot *snap,
 	if (snap->pid != getpid())
 		return -ECHILD;
 	pthread_mutex_lock(&m->mu);
-	s.state = snap->ended ? snap->state : UFFDWP_SNAPSHOT_RUNNING;
-	s.error = snap->ended ?
+	s.state = snap->decided ? snap->state : UFFDWP_SNAPSHOT_RUNNING;
+	s.error = snap->decided ?
 			  __atomic_load_n(&snap->failed, __ATOMIC_ACQUIRE) :
 			  0;
 	s.cause = s.error ? __atomic_load_n(&snap->cause, __ATOMIC_ACQUIRE) :
@@ -946,9 +962,10 @@ UFFDWP_EXPORT int uffdwp_snapshot_status(const struct uffdwp_snapshot *snap,
 	s.faults_waited = cnt_get(&snap->faults_waited);
 	s.staging_full = cnt_get(&snap->staging_full);
 	s.start_ns = snap->start_ns;
-	s.elapsed_ns = (snap->ended ? snap->t_end : now_ns()) - snap->t_instant;
+	s.elapsed_ns =
+		(snap->decided ? snap->t_end : now_ns()) - snap->t_instant;
 	s.instant_realtime_ns = snap->instant_rt;
-	s.committing = !snap->ended && complete(snap);
+	s.committing = !snap->decided && complete(snap);
 	pthread_mutex_unlock(&m->mu);
 	sz_copy_out(status, &s, sizeof(s));
 	return 0;
@@ -964,9 +981,14 @@ uffdwp_snapshot_free(struct uffdwp_snapshot *snap)
 	if (snap->pid != getpid())
 		return NULL; /* the parent's threads and memory */
 	fail(snap, -ECANCELED, UFFDWP_CAUSE_CALLER);
-	uffdwp_snapshot_wait(snap, -1);
+	/* Not only decided: the window closed (the last copier's teardown,
+	 * joined here, closes it). */
 	for (i = 0; i < snap->nthreads; i++)
 		pthread_join(snap->tid[i], NULL);
+	pthread_mutex_lock(&snap->mu);
+	while (!snap->ended)
+		pthread_cond_wait(&snap->cv, &snap->mu);
+	pthread_mutex_unlock(&snap->mu);
 	snap_destroy(snap);
 	return NULL;
 }

@@ -614,7 +614,7 @@ struct uffdwp_snapshot_status {
 	/** CLOCK_REALTIME nanoseconds at the instant (as in the image). */
 	uint64_t instant_realtime_ns;
 	/** 1 once every page reached the sink, while its end() (a file
-	 *  sink's fsync and rename) and the window's close still run. */
+	 *  sink's fsync and rename) still runs. */
 	int committing;
 };
 
@@ -671,6 +671,11 @@ int uffdwp_snapshot_start(struct uffdwp_ctx *ctx, void *addr, size_t len,
 
 /**
  * @brief Wait for a snapshot to end.
+ *
+ * It ends when every page reached the sink and the sink's end() returned
+ * (or when it failed). The write-protect window may still be closing then
+ * (on uffd_async, the range's move back): the next call on the context,
+ * and uffdwp_snapshot_free(), wait for that; the outcome does not change.
  *
  * @param[in] snap The snapshot.
  * @param[in] timeout_ms Milliseconds to wait at most; negative: forever.
