@@ -437,6 +437,15 @@ static int own_drop_gone(struct region *r)
 	return 0;
 }
 
+/* For gate_prepare(): never NULL (which would mean the whole range), so
+ * a range with nothing of its own left gates nothing. */
+static const struct span *own_spans(const struct region *r)
+{
+	static const struct span none;
+
+	return r->own ? r->own : &none;
+}
+
 enum own_op { OWN_REGISTER, OWN_PROTECT, OWN_UNREGISTER };
 
 /* @op on each of @r's own spans with @fd; the first error stops it. */
@@ -528,7 +537,7 @@ static int async_snap_begin(struct uffdwp_ctx *ctx,
 	ss = s->sync;
 	ret = own_scan(s, r);
 	if (!ret)
-		ret = gate_prepare(&g, r->start, r->end, r->own, r->nown);
+		ret = gate_prepare(&g, r->start, r->end, own_spans(r), r->nown);
 	if (ret) {
 		own_free(r);
 		return ret;
@@ -588,7 +597,7 @@ static void async_snap_end(struct uffdwp_ctx *ctx, struct uffdwp_snapshot *snap)
 	bool prepared, gated;
 
 	prepared = !own_drop_gone(r) &&
-		   !gate_prepare(&g, r->start, r->end, r->own, r->nown);
+		   !gate_prepare(&g, r->start, r->end, own_spans(r), r->nown);
 	gated = prepared && !gate_close(&g);
 	pthread_rwlock_wrlock(&ss->resolve);
 	snapshot_unpublish(snap, ss);

@@ -37,6 +37,28 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct sigaction previous;
 static bool installed;
 
+/*
+ * fork() waits until every gate is open: a child would inherit the range
+ * read-only and a closed slot that nothing in it will ever open, and its
+ * first write would wait forever. (uffdwp_snapshot_wait() returns while
+ * uffd_async's move back may still run: a fork right after it is usual.)
+ */
+static pthread_mutex_t fork_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t fork_cv = PTHREAD_COND_INITIALIZER;
+static unsigned int nclosed;
+
+static void fork_prepare(void)
+{
+	pthread_mutex_lock(&fork_mu);
+	while (nclosed)
+		pthread_cond_wait(&fork_cv, &fork_mu);
+}
+
+static void fork_done(void)
+{
+	pthread_mutex_unlock(&fork_mu);
+}
+
 static void chain(int sig, siginfo_t *info, void *uctx)
 {
 	if (previous.sa_flags & SA_SIGINFO) {
@@ -98,6 +120,8 @@ static int install(void)
 	sa.sa_sigaction = on_segv;
 	sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK | SA_NODEFER;
 	sigemptyset(&sa.sa_mask);
+	if (pthread_atfork(fork_prepare, fork_done, fork_done))
+		return -ENOMEM;
 	if (sigaction(SIGSEGV, &sa, &previous))
 		return neg_errno();
 	installed = true;
@@ -214,6 +238,9 @@ int gate_close(struct gate *g)
 {
 	size_t i;
 
+	pthread_mutex_lock(&fork_mu);
+	nclosed++;
+	pthread_mutex_unlock(&fork_mu);
 	__atomic_store_n(&slots[g->slot].closed, 1, __ATOMIC_SEQ_CST);
 	for (i = 0; i < g->n; i++) {
 		if (mprotect((void *)g->seg[i].start,
@@ -240,6 +267,10 @@ void gate_open(struct gate *g)
 	__atomic_store_n(&slots[g->slot].closed, 0, __ATOMIC_SEQ_CST);
 	syscall(SYS_futex, &slots[g->slot].closed, FUTEX_WAKE_PRIVATE,
 		INT32_MAX, NULL, NULL, 0);
+	pthread_mutex_lock(&fork_mu);
+	if (!--nclosed)
+		pthread_cond_broadcast(&fork_cv);
+	pthread_mutex_unlock(&fork_mu);
 }
 
 void gate_release(struct gate *g)

@@ -2457,6 +2457,51 @@ START_TEST(fork_during_snapshot)
 }
 END_TEST
 
+/*
+ * wait() returns while the window may still be closing (uffd_async's move
+ * back holds the range read-only behind a gate): a fork right after it
+ * must give a child whose writes go through, every time.
+ */
+START_TEST(fork_right_after_wait)
+{
+	const size_t npages = 64 * MIB / ps;
+	struct uffdwp_ctx *ctx = new_ctx(backends[_i]);
+	char *mem = map(npages), *buf = map(npages);
+	struct uffdwp_snapshot *snap;
+	struct uffdwp_sink *sink;
+	int k, status;
+	pid_t pid;
+
+	fill_pages(mem, npages, 7);
+	ck_assert_int_eq(uffdwp_track(ctx, mem, npages * ps, 0), 0);
+	ck_assert_int_eq(uffdwp_sink_memory_new(buf, npages * ps, &sink), 0);
+	for (k = 0; k < 8; k++) {
+		ck_assert_int_eq(uffdwp_snapshot_start(ctx, mem, npages * ps,
+						       sink, NULL, &snap),
+				 0);
+		ck_assert_int_eq(uffdwp_snapshot_wait(snap, -1), 0);
+		pid = fork();
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0) {
+			size_t i;
+
+			alarm(20); /* a write held forever: killed, not hung */
+			for (i = 0; i < npages; i += 64)
+				*(volatile uint64_t *)(mem + i * ps) = i;
+			_exit(0);
+		}
+		ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+		ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+			      "child after wait(): status %#x", status);
+		snap = uffdwp_snapshot_free(snap);
+	}
+	uffdwp_sink_free(sink);
+	uffdwp_ctx_free(ctx);
+	munmap(mem, npages * ps);
+	munmap(buf, npages * ps);
+}
+END_TEST
+
 /* soft_dirty and mprotect cannot hold a writer before its first write. */
 START_TEST(unsupported_backend)
 {
@@ -2757,7 +2802,8 @@ static void add_backend_cases(Suite *s, int i)
 		    replaced_mapping_caught_at_end, begin_writes_the_range,
 		    cancel_while_committing, staging_backpressure, misuse,
 		    cancel_from_thread, free_while_running,
-		    ctx_free_while_running, fork_during_snapshot } },
+		    ctx_free_while_running, fork_during_snapshot,
+		    fork_right_after_wait } },
 	};
 	/* check keeps the name pointers: give them static storage. */
 	static char names[4 * ARRAY_LEN(backends)][48];
