@@ -596,6 +596,9 @@ static void async_snap_end(struct uffdwp_ctx *ctx, struct uffdwp_snapshot *snap)
 	struct gate g;
 	bool prepared, gated;
 
+	/* Unmap events read by now are marked in gone (a munmap returns
+	 * only once its event was read). */
+	handler_quiesce_events(ss);
 	prepared = !own_drop_gone(r) &&
 		   !gate_prepare(&g, r->start, r->end, own_spans(r), r->nown);
 	gated = prepared && !gate_close(&g);
