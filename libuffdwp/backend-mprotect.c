@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "segv.h"
 #include "zaps.h"
 
 struct mp_state {
@@ -78,22 +79,6 @@ static struct region *table_lookup(struct sig_table *t, uintptr_t addr)
 	return NULL;
 }
 
-static void chain(int sig, siginfo_t *info, void *uctx)
-{
-	if (previous.sa_flags & SA_SIGINFO) {
-		previous.sa_sigaction(sig, info, uctx);
-	} else if (previous.sa_handler == SIG_IGN) {
-		/* Ignoring SIGSEGV would spin on the fault: die instead. */
-		signal(sig, SIG_DFL);
-	} else if (previous.sa_handler == SIG_DFL) {
-		/* Returning re-runs the faulting access, which now kills the
-		 * process as if we had never been installed. */
-		signal(sig, SIG_DFL);
-	} else {
-		previous.sa_handler(sig);
-	}
-}
-
 static void on_segv(int sig, siginfo_t *info, void *uctx)
 {
 	int saved = errno;
@@ -114,7 +99,7 @@ static void on_segv(int sig, siginfo_t *info, void *uctx)
 						       __ATOMIC_SEQ_CST) <
 				    REMOVAL_GRACE_NS)
 				return;
-			chain(sig, info, uctx);
+			segv_chain(&previous, sig, info, uctx);
 			return;
 		}
 		if (ctx_forked(r->ctx)) {
@@ -184,16 +169,13 @@ static int table_update(struct region *add, struct region *del)
 
 static int install_handler(void)
 {
-	struct sigaction sa;
+	int ret;
 
 	if (installed)
 		return 0;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_sigaction = on_segv;
-	sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK | SA_NODEFER;
-	sigemptyset(&sa.sa_mask);
-	if (sigaction(SIGSEGV, &sa, &previous))
-		return neg_errno();
+	ret = segv_install(on_segv, &previous);
+	if (ret)
+		return ret;
 	installed = true;
 	return 0;
 }

@@ -21,6 +21,7 @@
 
 #include "gate.h"
 #include "internal.h"
+#include "segv.h"
 
 #define SLOTS 256
 #define GRACE_NS (200ULL * 1000 * 1000)
@@ -46,6 +47,7 @@ static bool installed;
 static pthread_mutex_t fork_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t fork_cv = PTHREAD_COND_INITIALIZER;
 static unsigned int nclosed;
+static bool forks_wait; /* the atfork handlers are registered */
 
 static void fork_prepare(void)
 {
@@ -57,20 +59,6 @@ static void fork_prepare(void)
 static void fork_done(void)
 {
 	pthread_mutex_unlock(&fork_mu);
-}
-
-static void chain(int sig, siginfo_t *info, void *uctx)
-{
-	if (previous.sa_flags & SA_SIGINFO) {
-		previous.sa_sigaction(sig, info, uctx);
-	} else if (previous.sa_handler == SIG_IGN ||
-		   previous.sa_handler == SIG_DFL) {
-		/* Returning re-runs the access, which now kills the process
-		 * as if we had never been installed. */
-		signal(sig, SIG_DFL);
-	} else {
-		previous.sa_handler(sig);
-	}
 }
 
 static void on_segv(int sig, siginfo_t *info, void *uctx)
@@ -107,23 +95,22 @@ static void on_segv(int sig, siginfo_t *info, void *uctx)
 	}
 other:
 	errno = saved;
-	chain(sig, info, uctx);
+	segv_chain(&previous, sig, info, uctx);
 }
 
 static int install(void)
 {
-	struct sigaction sa;
+	int ret;
 
 	if (installed)
 		return 0;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_sigaction = on_segv;
-	sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK | SA_NODEFER;
-	sigemptyset(&sa.sa_mask);
-	if (pthread_atfork(fork_prepare, fork_done, fork_done))
+	/* Once: a second prepare handler would lock fork_mu twice. */
+	if (!forks_wait && pthread_atfork(fork_prepare, fork_done, fork_done))
 		return -ENOMEM;
-	if (sigaction(SIGSEGV, &sa, &previous))
-		return neg_errno();
+	forks_wait = true;
+	ret = segv_install(on_segv, &previous);
+	if (ret)
+		return ret;
 	installed = true;
 	return 0;
 }
