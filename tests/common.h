@@ -87,6 +87,42 @@ static inline bool test_forking(void)
 	return !f || strcmp(f, "no");
 }
 
+/* A group of tests run on one backend: one check TCase. */
+struct test_group {
+	const char *group;
+	int timeout;
+	const TTest *tests[16]; /* NULL-terminated */
+};
+
+/*
+ * Add @n groups as TCases named "<group>-<tag>" and tagged @tag (so a
+ * backend the kernel lacks is excluded by its name), each test looped once
+ * with _i = @i.
+ */
+static inline void test_add_groups(Suite *s, const char *tag, int i,
+				   const struct test_group *groups, size_t n)
+{
+	/* check keeps the name pointers: static storage (a leak checker
+	 * would count malloc'ed ones once the suite is freed). */
+	static char names[64][48];
+	static size_t used;
+	size_t g, t;
+	TCase *tc;
+
+	for (g = 0; g < n; g++) {
+		if (used == sizeof(names) / sizeof(names[0]))
+			abort();
+		snprintf(names[used], sizeof(names[0]), "%s-%s",
+			 groups[g].group, tag);
+		tc = tcase_create(names[used++]);
+		tcase_set_tags(tc, tag);
+		tcase_set_timeout(tc, groups[g].timeout);
+		for (t = 0; groups[g].tests[t]; t++)
+			tcase_add_loop_test(tc, groups[g].tests[t], i, i + 1);
+		suite_add_tcase(s, tc);
+	}
+}
+
 /*
  * Run @s with the exclusions applied; exit 77 if nothing was left to run.
  * Returns the process exit status.

@@ -2780,11 +2780,7 @@ END_TEST
 static void add_backend_cases(Suite *s, int i)
 {
 	const char *name = uffdwp_backend_name(backends[i]);
-	const struct {
-		const char *group;
-		int timeout;
-		const TTest *tests[16];
-	} groups[] = {
+	const struct test_group groups[] = {
 		{ "oracle",
 		  900,
 		  { oracle_small_random, oracle_small_hotspot, oracle_medium,
@@ -2805,23 +2801,7 @@ static void add_backend_cases(Suite *s, int i)
 		    ctx_free_while_running, fork_during_snapshot,
 		    fork_right_after_wait } },
 	};
-	/* check keeps the name pointers: give them static storage. */
-	static char names[4 * ARRAY_LEN(backends)][48];
-	size_t g, t;
-	TCase *tc;
-
-	for (g = 0; g < ARRAY_LEN(groups); g++) {
-		char *tc_name = names[(size_t)i * 4 + g];
-
-		snprintf(tc_name, sizeof(names[0]), "%s-%s", groups[g].group,
-			 name);
-		tc = tcase_create(tc_name);
-		tcase_set_tags(tc, name);
-		tcase_set_timeout(tc, groups[g].timeout);
-		for (t = 0; groups[g].tests[t]; t++)
-			tcase_add_loop_test(tc, groups[g].tests[t], i, i + 1);
-		suite_add_tcase(s, tc);
-	}
+	test_add_groups(s, name, i, groups, ARRAY_LEN(groups));
 }
 
 static Suite *snapshot_suite(void)

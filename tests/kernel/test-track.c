@@ -934,11 +934,7 @@ END_TEST
 static void add_backend_cases(Suite *s, int i)
 {
 	const char *name = uffdwp_backend_name(backends[i]);
-	const struct {
-		const char *group;
-		int timeout;
-		const TTest *tests[8];
-	} groups[] = {
+	const struct test_group groups[] = {
 		{ "oracle",
 		  120,
 		  { converge_random, converge_sequential, converge_hotspot_zap,
@@ -954,23 +950,7 @@ static void add_backend_cases(Suite *s, int i)
 		    foreign_mapping_inside_range } },
 		{ "kinds", 60, { memfd_shmem, file_shared, thp_policy } },
 	};
-	/* check keeps the name pointers: give them static storage. */
-	static char names[4 * ARRAY_LEN(backends)][48];
-	size_t g, t;
-	TCase *tc;
-
-	for (g = 0; g < ARRAY_LEN(groups); g++) {
-		char *tc_name = names[(size_t)i * 4 + g];
-
-		snprintf(tc_name, sizeof(names[0]), "%s-%s", groups[g].group,
-			 name);
-		tc = tcase_create(tc_name);
-		tcase_set_tags(tc, name);
-		tcase_set_timeout(tc, groups[g].timeout);
-		for (t = 0; groups[g].tests[t]; t++)
-			tcase_add_loop_test(tc, groups[g].tests[t], i, i + 1);
-		suite_add_tcase(s, tc);
-	}
+	test_add_groups(s, name, i, groups, ARRAY_LEN(groups));
 }
 
 static Suite *track_suite(void)
