@@ -19,10 +19,31 @@ BUILD_PKGS="gcc g++ meson ninja-build pkgconf liburcu-dev libbsd-dev"
 TEST_PKGS="check python3 clang-format binutils valgrind"
 # The kernel matrix: Debian's 6.1 and 6.12 kernels under qemu (tests/vm).
 VM_PKGS="qemu-system-x86 busybox-static xz-utils zstd"
+# Each set-up step's output goes to a log of its own, shown when the step
+# fails: a quiet success, never a silent failure.
+logdir=.cache/quickstart
 
 usage() {
 	echo "usage: $0 demo|test" >&2
 	exit 2
+}
+
+# step NAME COMMAND...: run a set-up step with its output in
+# $logdir/NAME.log; on failure say which step failed, show the log's last
+# lines and where the whole log is, and stop with the step's status.
+step() {
+	name=$1
+	shift
+	mkdir -p "$logdir"
+	log=$logdir/$name.log
+	st=0
+	"$@" >"$log" 2>&1 || st=$?
+	[ $st -eq 0 ] && return 0
+	echo "quickstart: step '$name' failed (exit $st): $*" >&2
+	echo "--- last 25 lines of $log:" >&2
+	tail -n 25 "$log" >&2
+	echo "--- the whole output: $PWD/$log" >&2
+	exit $st
 }
 
 missing_pkgs() {
@@ -34,6 +55,7 @@ missing_pkgs() {
 
 ensure_pkgs() {
 	missing=$(missing_pkgs "$@")
+	missing=${missing% }
 	[ -z "$missing" ] && return 0
 	line="apt-get install -y --no-install-recommends $missing"
 	if [ "$(id -u)" -ne 0 ]; then
@@ -43,18 +65,25 @@ ensure_pkgs() {
 	fi
 	echo "== installing: $missing"
 	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -q >/dev/null
+	step apt-get-update apt-get update -q
 	# shellcheck disable=SC2086
-	apt-get install -y -q --no-install-recommends $missing >/dev/null
+	step apt-get-install apt-get install -y -q --no-install-recommends $missing
 }
 
-setup_build() {
+# configure DIR [OPTION...]: set up a meson build folder, or apply the
+# options to one that exists.
+configure() {
 	dir=$1
 	shift
 	if [ ! -f "$dir/build.ninja" ]; then
-		meson setup "$dir" "$@" >/dev/null
+		step "meson-setup-$dir" meson setup "$dir" "$@"
+	elif [ $# -gt 0 ]; then
+		step "meson-configure-$dir" meson configure "$dir" "$@"
 	fi
-	meson compile -C "$dir" >/dev/null
+}
+
+compile() {
+	step "meson-compile-$1" meson compile -C "$1"
 }
 
 # Count the results of a meson test run from its JSON log.
@@ -89,7 +118,14 @@ cmd=${1:-}
 case $cmd in
 demo)
 	ensure_pkgs $BUILD_PKGS
-	setup_build build
+	# Only the build packages: no test suites unless a build folder with
+	# them is already there (./quickstart.sh test made one).
+	if [ -f build/build.ninja ]; then
+		configure build
+	else
+		configure build -Dtests=disabled
+	fi
+	compile build
 	echo "== uffdwp-check"
 	./build/tools/uffdwp-check
 	echo
@@ -107,13 +143,20 @@ test)
 	total_passed=0 total_failed=0 total_skipped=0
 	rc=0
 	echo "== build: plain"
-	setup_build build
+	start=$(date +%s)
+	configure build -Dtests=enabled
+	compile build
+	echo "== build: $(($(date +%s) - start)) s"
 	echo "== tests: every suite on this kernel ($(uname -r))"
 	run_tests build testlog.json || rc=1
 	echo "== tests: unit suite under valgrind"
 	run_tests build testlog-valgrind.json --setup valgrind --suite unit || rc=1
 	echo "== build: ASan + UBSan"
-	setup_build build-asan -Db_sanitize=address,undefined -Db_lundef=false
+	start=$(date +%s)
+	configure build-asan -Dtests=enabled -Db_sanitize=address,undefined \
+		-Db_lundef=false
+	compile build-asan
+	echo "== build-asan: $(($(date +%s) - start)) s"
 	echo "== tests: every suite under ASan + UBSan (the vm suite ran above)"
 	run_tests build-asan testlog-asan.json --setup asan --no-suite vm || rc=1
 	for setup in vm6_1 vm6_12 vm6_1_user vm6_12_user; do
