@@ -12,13 +12,24 @@
 
 #include <uffdwp/uffdwp.h>
 
-int main(void)
+int main(int argc, char **argv)
 {
 	struct uffdwp_caps caps = { .sz = sizeof(caps) };
 	struct uffdwp_defect d = { .sz = sizeof(d) };
 	size_t i, present = 0;
 	int err;
 
+	if (argc > 1) {
+		int help = argc == 2 && (!strcmp(argv[1], "--help") ||
+					 !strcmp(argv[1], "-h"));
+
+		fprintf(help ? stdout : stderr,
+			"usage: %s [--help]\n"
+			"Prints the backend AUTO would track with here and why, and\n"
+			"each kernel defect found; exits 1 if none is usable.\n",
+			argv[0]);
+		return help ? 0 : 2;
+	}
 	err = uffdwp_probe(&caps);
 	if (err) {
 		fprintf(stderr, "uffdwp_probe: %s\n", strerror(-err));

@@ -625,12 +625,40 @@ static int parse_size(const char *arg, size_t *size)
 	return 0;
 }
 
+static void print_usage(FILE *f, const char *prog)
+{
+	fprintf(f,
+		"usage: %s [--size BYTES[K|M|G]] [--writers N] [--rounds N] [--backend NAME] [--quick]\n"
+		"       %s --help\n",
+		prog, prog);
+}
+
 static void usage(const char *prog)
 {
-	fprintf(stderr,
-		"usage: %s [--size BYTES[K|M|G]] [--writers N] [--rounds N] [--backend NAME] [--quick]\n",
-		prog);
+	print_usage(stderr, prog);
 	exit(2);
+}
+
+/* --help asked for it: on stdout, and a success. */
+static void help(const char *prog)
+{
+	print_usage(stdout, prog);
+	printf("\n"
+	       "Pre-copy live migration of N writer threads' memory to a receiver\n"
+	       "process over loopback TCP, in rounds of uffdwp_collect until the\n"
+	       "dirty set converges, then a short stop-and-copy and a page-by-page\n"
+	       "check of the receiver's copy.\n"
+	       "\n"
+	       "  --size BYTES[K|M|G]  memory the writers write (default 64M)\n"
+	       "  --writers N          writer threads (default 4)\n"
+	       "  --rounds N           most pre-copy rounds (default 30)\n"
+	       "  --backend NAME       auto, async, sync, soft-dirty or mprotect\n"
+	       "  --quick              a short run, as a test\n"
+	       "  --help               print this help\n"
+	       "\n"
+	       "Exit status: 0 the copy is equal, 1 it is not, 2 the migration\n"
+	       "failed, 77 the backend cannot work here.\n");
+	exit(0);
 }
 
 static void parse_options(int argc, char **argv, struct options *o)
@@ -641,6 +669,7 @@ static void parse_options(int argc, char **argv, struct options *o)
 		{ "rounds", required_argument, NULL, 'r' },
 		{ "backend", required_argument, NULL, 'b' },
 		{ "quick", no_argument, NULL, 'q' },
+		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	size_t page = (size_t)sysconf(_SC_PAGESIZE);
@@ -668,6 +697,9 @@ static void parse_options(int argc, char **argv, struct options *o)
 			break;
 		case 'q':
 			quick = 1;
+			break;
+		case 'h':
+			help(argv[0]);
 			break;
 		default:
 			usage(argv[0]);
