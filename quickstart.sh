@@ -16,7 +16,7 @@ set -eu
 cd "$(dirname "$0")"
 
 BUILD_PKGS="gcc g++ meson ninja-build pkgconf liburcu-dev libbsd-dev"
-TEST_PKGS="check python3 clang-format binutils valgrind"
+TEST_PKGS="check python3 clang-format binutils valgrind groff-base mandoc doxygen"
 # The kernel matrix: Debian's 6.1 and 6.12 kernels under qemu (tests/vm).
 VM_PKGS="qemu-system-x86 busybox-static xz-utils zstd"
 # Each set-up step's output goes to a log of its own, shown when the step
@@ -123,7 +123,7 @@ demo)
 	if [ -f build/build.ninja ]; then
 		configure build
 	else
-		configure build -Dtests=disabled
+		configure build -Dtests=disabled -Ddocs=disabled
 	fi
 	compile build
 	echo "== uffdwp-check"
@@ -144,7 +144,7 @@ test)
 	rc=0
 	echo "== build: plain"
 	start=$(date +%s)
-	configure build -Dtests=enabled
+	configure build -Dtests=enabled -Ddocs=enabled
 	compile build
 	echo "== build: $(($(date +%s) - start)) s"
 	echo "== tests: every suite on this kernel ($(uname -r))"

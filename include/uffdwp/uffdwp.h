@@ -826,6 +826,8 @@ int uffdwp_image_info(const struct uffdwp_image *img,
 /**
  * @brief The @p idx-th page of an image, in address order.
  *
+ * @param[in] img An open image.
+ * @param[in] idx The page's position, below the image's page count.
  * @param[out] addr The page's address in the snapshot's range.
  * @param[out] data Its contents (page_size bytes), valid until close.
  * @return 0; -ERANGE @p idx >= the page count; -EINVAL a NULL argument.
