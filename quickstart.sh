@@ -19,6 +19,10 @@ BUILD_PKGS="gcc g++ meson ninja-build pkgconf liburcu-dev libbsd-dev"
 TEST_PKGS="check python3 clang-format binutils valgrind groff-base mandoc doxygen"
 # The kernel matrix: Debian's 6.1 and 6.12 kernels under qemu (tests/vm).
 VM_PKGS="qemu-system-x86 busybox-static xz-utils zstd"
+# The fresh-root stage: a bare Debian 12 root, the Debian packages built in
+# it and checked here (tests/fresh-root).
+FRESH_PKGS="mmdebstrap lintian git"
+
 # Each set-up step's output goes to a log of its own, shown when the step
 # fails: a quiet success, never a silent failure.
 logdir=.cache/quickstart
@@ -114,6 +118,34 @@ run_tests() {
 	return $status
 }
 
+# The fresh-root stage: its checks count as tests; a stage that could not
+# run at all (no packages to fetch) counts as one failure, never a skip.
+run_fresh_root() {
+	status=0
+	start=$(date +%s)
+	mkdir -p "$logdir"
+	log=$logdir/fresh-root.log
+	{
+		tests/fresh-root/run-fresh-root 2>&1
+		echo $? >"$logdir/fresh-root.status"
+	} | tee "$log"
+	status=$(cat "$logdir/fresh-root.status")
+	echo "== fresh-root: $(($(date +%s) - start)) s"
+	passed=$(grep -c '^fresh-root: PASS ' "$log" || true)
+	failed=$(grep -c '^fresh-root: FAIL ' "$log" || true)
+	skipped=0
+	if [ "$status" -eq 77 ]; then
+		skipped=1
+		status=0
+	elif [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
+		failed=1
+	fi
+	total_passed=$((total_passed + passed))
+	total_failed=$((total_failed + failed))
+	total_skipped=$((total_skipped + skipped))
+	return "$status"
+}
+
 cmd=${1:-}
 case $cmd in
 demo)
@@ -139,7 +171,7 @@ demo)
 	./build/examples/ckpt --restore --dir "$ckdir/ckpt"
 	;;
 test)
-	ensure_pkgs $BUILD_PKGS $TEST_PKGS $VM_PKGS
+	ensure_pkgs $BUILD_PKGS $TEST_PKGS $VM_PKGS $FRESH_PKGS
 	total_passed=0 total_failed=0 total_skipped=0
 	rc=0
 	echo "== build: plain"
@@ -151,6 +183,8 @@ test)
 	run_tests build testlog.json || rc=1
 	echo "== tests: unit suite under valgrind"
 	run_tests build testlog-valgrind.json --setup valgrind --suite unit || rc=1
+	echo "== fresh Debian 12 root: the README's demo as root and as a user, the Debian packages, meson dist"
+	run_fresh_root || rc=1
 	echo "== build: ASan + UBSan"
 	start=$(date +%s)
 	configure build-asan -Dtests=enabled -Db_sanitize=address,undefined \
