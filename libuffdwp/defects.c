@@ -60,6 +60,12 @@ static const struct defect_desc descs[DEFECT_COUNT] = {
 		.detection = "UFFDIO_API does not report UFFD_FEATURE_PAGEFAULT_FLAG_WP on an arm64 kernel",
 		.action = "AUTO falls back to mprotect, and says so",
 	},
+	[DEFECT_READ_NO_ZERO_PAGE] = {
+		.id = "anon-read-maps-fresh-page",
+		.summary = "a read fault in private anonymous memory maps a fresh page of its own, not the shared zero page (seen on a 6.18 host): a page zapped by MADV_DONTNEED and then read looks like a page that was never zapped",
+		.detection = "read one byte of a fresh anonymous page (no THP) and read its pagemap entry: the zero page is never exclusively mapped, a page of its own is",
+		.action = "mprotect and soft_dirty see a zap only by the page's absence at the next collect: on this kernel a read of the zapped page before then hides the zap. Collect (or untrack) before MADV_DONTNEED of tracked memory, or use a userfaultfd backend, which is told of zaps by events",
+	},
 };
 
 const struct defect_desc *defect_desc(size_t id)
@@ -289,6 +295,30 @@ out:
 	return 0;
 }
 
+static int check_read_zero_page(struct probe_result *r, int pm)
+{
+	volatile char *p = map_anon(page_size());
+	uint64_t e;
+
+	if (!p)
+		return -ENOMEM;
+	(void)p[0];
+	if (pagemap_entry(pm, (void *)p, &e))
+		set(r, DEFECT_READ_NO_ZERO_PAGE, UFFDWP_DEFECT_UNKNOWN,
+		    "could not read pagemap");
+	else if (!(e & PM_PRESENT))
+		set(r, DEFECT_READ_NO_ZERO_PAGE, UFFDWP_DEFECT_UNKNOWN,
+		    "a read mapped no page");
+	else if (e & PM_EXCLUSIVE)
+		set(r, DEFECT_READ_NO_ZERO_PAGE, UFFDWP_DEFECT_PRESENT,
+		    "a read fault mapped a page of its own");
+	else
+		set(r, DEFECT_READ_NO_ZERO_PAGE, UFFDWP_DEFECT_ABSENT,
+		    "a read fault mapped the shared zero page");
+	munmap((void *)p, page_size());
+	return 0;
+}
+
 static void check_arm64(struct probe_result *r)
 {
 	if (strcmp(r->machine, "aarch64"))
@@ -344,6 +374,8 @@ int probe_defects(struct probe_result *r)
 			r->defect[DEFECT_SCAN_STALE_WALK_END];
 		r->defect[DEFECT_MREMAP_STALE_WP] =
 			r->defect[DEFECT_SCAN_STALE_WALK_END];
+		r->defect[DEFECT_READ_NO_ZERO_PAGE] =
+			r->defect[DEFECT_SCAN_STALE_WALK_END];
 		return 0;
 	}
 	ret = check_walk_end(r, pm);
@@ -351,6 +383,8 @@ int probe_defects(struct probe_result *r)
 		ret = check_zapped_clean(r, pm);
 	if (!ret)
 		ret = check_mremap(r, pm);
+	if (!ret)
+		ret = check_read_zero_page(r, pm);
 	close(pm);
 	return ret;
 }

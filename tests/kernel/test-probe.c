@@ -464,6 +464,51 @@ START_TEST(defect_walk_end_matches)
 }
 END_TEST
 
+/*
+ * Whether a read fault maps the shared zero page, seen our own way: the
+ * PAGEMAP_SCAN zero-page category where there is one, else the pagemap
+ * "exclusively mapped" bit, on a page zapped and then read.
+ */
+START_TEST(defect_read_zero_page_matches)
+{
+	struct uffdwp_caps c = probe();
+	char *p = map_pages(4);
+	int fd = open("/proc/self/pagemap", O_RDONLY);
+	bool zero_page;
+	uint64_t e;
+
+	ck_assert_int_ge(fd, 0);
+	p[ps] = 1;
+	ck_assert_int_eq(madvise(p + ps, ps, MADV_DONTNEED), 0);
+	ck_assert_int_eq(*(volatile char *)(p + ps), 0);
+	if (c.pagemap_scan) {
+		struct page_region v[4];
+		struct pm_scan_arg a = {
+			.size = sizeof(a),
+			.start = (uintptr_t)p + ps,
+			.end = (uintptr_t)p + 2 * ps,
+			.vec = (uintptr_t)v,
+			.vec_len = 4,
+			.category_mask = PAGE_IS_PFNZERO,
+			.return_mask = PAGE_IS_PFNZERO,
+		};
+
+		zero_page = ioctl(fd, PAGEMAP_SCAN, &a) == 1;
+	} else {
+		ck_assert_int_eq(pread(fd, &e, sizeof(e),
+				       (off_t)((uintptr_t)(p + ps) / ps * 8)),
+				 8);
+		ck_assert(e >> 63);
+		zero_page = !(e & (1ULL << 56));
+	}
+	close(fd);
+	ck_assert_int_eq(defect_status("anon-read-maps-fresh-page"),
+			 zero_page ? UFFDWP_DEFECT_ABSENT :
+				     UFFDWP_DEFECT_PRESENT);
+	munmap(p, 4 * ps);
+}
+END_TEST
+
 START_TEST(defects_follow_mechanisms)
 {
 	struct uffdwp_caps c = probe();
@@ -765,6 +810,7 @@ static Suite *probe_suite(void)
 	tcase_add_test(facts, thp_matches_sysfs);
 	tcase_add_test(facts, auto_is_first_usable);
 	tcase_add_test(facts, defect_walk_end_matches);
+	tcase_add_test(facts, defect_read_zero_page_matches);
 	tcase_add_test(facts, defects_follow_mechanisms);
 	suite_add_tcase(s, facts);
 

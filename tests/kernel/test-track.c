@@ -507,6 +507,25 @@ START_TEST(batch_merges_runs)
 }
 END_TEST
 
+/* anon-read-maps-fresh-page present, on a backend that sees zaps by absence. */
+static bool zap_read_hidden(int b)
+{
+	struct uffdwp_caps c = { .sz = sizeof(c) };
+	struct uffdwp_defect d = { .sz = sizeof(d) };
+	size_t i;
+
+	if (b != UFFDWP_BACKEND_MPROTECT && b != UFFDWP_BACKEND_SOFT_DIRTY)
+		return false;
+	ck_assert_int_eq(uffdwp_probe(&c), 0);
+	for (i = 0; i < c.n_defects; i++) {
+		ck_assert_int_eq(uffdwp_defect_get(i, &d), 0);
+		if (!strcmp(d.id, "anon-read-maps-fresh-page"))
+			return d.status == UFFDWP_DEFECT_PRESENT;
+	}
+	ck_abort_msg("no defect anon-read-maps-fresh-page");
+	return false;
+}
+
 /* MADV_DONTNEED made the page zeros: it counts as written. */
 START_TEST(dontneed_counts_as_dirty)
 {
@@ -521,8 +540,13 @@ START_TEST(dontneed_counts_as_dirty)
 	memset(p, 1, 8 * ps);
 	ck_assert_int_eq(uffdwp_track(ctx, p, 8 * ps, 0), 0);
 	ck_assert_int_eq(madvise(p + 2 * ps, 2 * ps, MADV_DONTNEED), 0);
-	/* Read after the zap: the zero page, still new contents. */
-	ck_assert_int_eq(*(volatile char *)(p + 3 * ps), 0);
+	/*
+	 * Read after the zap: the zero page, still new contents. Where a
+	 * read maps a fresh page instead, backends that see zaps by absence
+	 * cannot tell, and the probe says so (test-probe proves the report).
+	 */
+	if (!zap_read_hidden(b))
+		ck_assert_int_eq(*(volatile char *)(p + 3 * ps), 0);
 	ck_assert_int_eq(uffdwp_collect(ctx, count_run, &n), 2);
 	/* Re-armed: a later write is seen, a quiet page is not. */
 	p[2 * ps] = 5;
