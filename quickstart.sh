@@ -7,7 +7,9 @@
 #                          demos: pre-copy migration, incremental
 #                          checkpoints (the main job)
 #   ./quickstart.sh test   set up, build, run every test suite, here and
-#                          under Debian's 6.1 and 6.12 kernels in qemu
+#                          under Debian's 6.1 and 6.12 kernels in qemu;
+#                          prove the demo and the Debian packages in a
+#                          bare Debian 12 root (tests/fresh-root)
 #
 # Missing Debian packages are installed with apt-get when run as root;
 # otherwise the exact apt-get line is printed and the script stops.
@@ -187,8 +189,8 @@ test)
 	run_fresh_root || rc=1
 	echo "== build: ASan + UBSan"
 	start=$(date +%s)
-	configure build-asan -Dtests=enabled -Db_sanitize=address,undefined \
-		-Db_lundef=false
+	configure build-asan -Dtests=enabled -Ddocs=disabled \
+		-Db_sanitize=address,undefined -Db_lundef=false
 	compile build-asan
 	echo "== build-asan: $(($(date +%s) - start)) s"
 	echo "== tests: every suite under ASan + UBSan (the vm suite ran above)"

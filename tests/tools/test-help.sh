@@ -4,14 +4,7 @@
 # option with its usage on stderr and exit 2, doing nothing else.
 # usage: test-help.sh PROGRAM...
 set -u
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fails=0
-
-bad() {
-	echo "not ok: $*"
-	fails=$((fails + 1))
-}
+. "$(dirname "$0")/lib.sh"
 
 for prog in "$@"; do
 	name=${prog##*/}

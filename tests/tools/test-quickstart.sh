@@ -10,14 +10,7 @@
 # usage: test-quickstart.sh PATH_TO_QUICKSTART
 set -u
 qs=$1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fails=0
-
-bad() {
-	echo "not ok: $*"
-	fails=$((fails + 1))
-}
+. "$(dirname "$0")/lib.sh"
 
 cp "$qs" "$tmp/quickstart.sh"
 
