@@ -2,7 +2,7 @@
 /*
  * Shared by the check-based test binaries: skipping (exit 77 with one line
  * saying what is missing), excluding tagged cases the kernel cannot run (and
- * saying so), and the sanitizer-setup guard.
+ * saying so), the sanitizer-setup guard, and a known defect's status.
  */
 #ifndef UFFDWP_TESTS_COMMON_H
 #define UFFDWP_TESTS_COMMON_H
@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <uffdwp/uffdwp.h>
 
 #define EXIT_SKIP 77
 
@@ -140,6 +142,23 @@ static inline int test_run(Suite *s, const struct test_exclusions *ex)
 	if (run == 0)
 		test_skip("every case was excluded on this kernel");
 	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+/* The status the probe reports for the kernel defect @id; aborts if unknown. */
+static inline int test_defect_status(const char *id)
+{
+	struct uffdwp_caps c = { .sz = sizeof(c) };
+	struct uffdwp_defect d = { .sz = sizeof(d) };
+	size_t i;
+
+	ck_assert_int_eq(uffdwp_probe(&c), 0);
+	for (i = 0; i < c.n_defects; i++) {
+		ck_assert_int_eq(uffdwp_defect_get(i, &d), 0);
+		if (!strcmp(d.id, id))
+			return d.status;
+	}
+	ck_abort_msg("no defect %s", id);
+	return -1;
 }
 
 #endif /* UFFDWP_TESTS_COMMON_H */

@@ -409,21 +409,6 @@ START_TEST(auto_is_first_usable)
 }
 END_TEST
 
-static int defect_status(const char *id)
-{
-	struct uffdwp_caps c = probe();
-	struct uffdwp_defect d = { .sz = sizeof(d) };
-	size_t i;
-
-	for (i = 0; i < c.n_defects; i++) {
-		ck_assert_int_eq(uffdwp_defect_get(i, &d), 0);
-		if (!strcmp(d.id, id))
-			return d.status;
-	}
-	ck_abort_msg("no defect %s", id);
-	return -1;
-}
-
 /*
  * The stale walk_end, observed with a shape of our own (700 regions, room
  * for 2048): a complete, short result whose walk_end is not the end.
@@ -451,13 +436,15 @@ START_TEST(defect_walk_end_matches)
 	got = ioctl(fd, PAGEMAP_SCAN, &a);
 	close(fd);
 	if (!c.pagemap_scan) {
-		ck_assert_int_eq(defect_status("pagemap-scan-stale-walk-end"),
-				 UFFDWP_DEFECT_NOT_APPLICABLE);
+		ck_assert_int_eq(
+			test_defect_status("pagemap-scan-stale-walk-end"),
+			UFFDWP_DEFECT_NOT_APPLICABLE);
 	} else {
 		ck_assert_int_eq(got, (long)n);
-		ck_assert_int_eq(defect_status("pagemap-scan-stale-walk-end"),
-				 a.walk_end < a.end ? UFFDWP_DEFECT_PRESENT :
-						      UFFDWP_DEFECT_ABSENT);
+		ck_assert_int_eq(
+			test_defect_status("pagemap-scan-stale-walk-end"),
+			a.walk_end < a.end ? UFFDWP_DEFECT_PRESENT :
+					     UFFDWP_DEFECT_ABSENT);
 	}
 	free(vec);
 	munmap(p, 2 * n * ps);
@@ -502,7 +489,7 @@ START_TEST(defect_read_zero_page_matches)
 		zero_page = !(e & (1ULL << 56));
 	}
 	close(fd);
-	ck_assert_int_eq(defect_status("anon-read-maps-fresh-page"),
+	ck_assert_int_eq(test_defect_status("anon-read-maps-fresh-page"),
 			 zero_page ? UFFDWP_DEFECT_ABSENT :
 				     UFFDWP_DEFECT_PRESENT);
 	munmap(p, 4 * ps);
@@ -513,30 +500,31 @@ START_TEST(defects_follow_mechanisms)
 {
 	struct uffdwp_caps c = probe();
 
-	ck_assert_int_eq(defect_status("stale-tlb-cow-uffd-wp"),
+	ck_assert_int_eq(test_defect_status("stale-tlb-cow-uffd-wp"),
 			 c.uffd_wp ? UFFDWP_DEFECT_UNKNOWN :
 				     UFFDWP_DEFECT_NOT_APPLICABLE);
-	ck_assert_int_eq(defect_status("stale-tlb-cow-soft-dirty"),
+	ck_assert_int_eq(test_defect_status("stale-tlb-cow-soft-dirty"),
 			 c.soft_dirty ? UFFDWP_DEFECT_UNKNOWN :
 					UFFDWP_DEFECT_NOT_APPLICABLE);
 	if (!c.pagemap_scan)
-		ck_assert_int_eq(
-			defect_status("pagemap-scan-no-soft-dirty-category"),
-			UFFDWP_DEFECT_NOT_APPLICABLE);
-	else
-		ck_assert_int_eq(
-			defect_status("pagemap-scan-no-soft-dirty-category"),
-			c.pagemap_scan_soft_dirty ? UFFDWP_DEFECT_ABSENT :
-						    UFFDWP_DEFECT_PRESENT);
-	if (!c.backend[UFFDWP_BACKEND_UFFD_ASYNC].usable)
-		ck_assert_int_eq(
-			defect_status("pagemap-scan-zapped-reported-clean"),
-			UFFDWP_DEFECT_NOT_APPLICABLE);
-	if (!c.uffd_wp)
-		ck_assert_int_eq(defect_status("mremap-stale-uffd-wp"),
+		ck_assert_int_eq(test_defect_status(
+					 "pagemap-scan-no-soft-dirty-category"),
 				 UFFDWP_DEFECT_NOT_APPLICABLE);
 	else
-		ck_assert_int_ne(defect_status("mremap-stale-uffd-wp"),
+		ck_assert_int_eq(test_defect_status(
+					 "pagemap-scan-no-soft-dirty-category"),
+				 c.pagemap_scan_soft_dirty ?
+					 UFFDWP_DEFECT_ABSENT :
+					 UFFDWP_DEFECT_PRESENT);
+	if (!c.backend[UFFDWP_BACKEND_UFFD_ASYNC].usable)
+		ck_assert_int_eq(test_defect_status(
+					 "pagemap-scan-zapped-reported-clean"),
+				 UFFDWP_DEFECT_NOT_APPLICABLE);
+	if (!c.uffd_wp)
+		ck_assert_int_eq(test_defect_status("mremap-stale-uffd-wp"),
+				 UFFDWP_DEFECT_NOT_APPLICABLE);
+	else
+		ck_assert_int_ne(test_defect_status("mremap-stale-uffd-wp"),
 				 UFFDWP_DEFECT_NOT_APPLICABLE);
 }
 END_TEST

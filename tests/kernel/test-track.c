@@ -510,20 +510,10 @@ END_TEST
 /* anon-read-maps-fresh-page present, on a backend that sees zaps by absence. */
 static bool zap_read_hidden(int b)
 {
-	struct uffdwp_caps c = { .sz = sizeof(c) };
-	struct uffdwp_defect d = { .sz = sizeof(d) };
-	size_t i;
-
-	if (b != UFFDWP_BACKEND_MPROTECT && b != UFFDWP_BACKEND_SOFT_DIRTY)
-		return false;
-	ck_assert_int_eq(uffdwp_probe(&c), 0);
-	for (i = 0; i < c.n_defects; i++) {
-		ck_assert_int_eq(uffdwp_defect_get(i, &d), 0);
-		if (!strcmp(d.id, "anon-read-maps-fresh-page"))
-			return d.status == UFFDWP_DEFECT_PRESENT;
-	}
-	ck_abort_msg("no defect anon-read-maps-fresh-page");
-	return false;
+	return (b == UFFDWP_BACKEND_MPROTECT ||
+		b == UFFDWP_BACKEND_SOFT_DIRTY) &&
+	       test_defect_status("anon-read-maps-fresh-page") ==
+		       UFFDWP_DEFECT_PRESENT;
 }
 
 /* MADV_DONTNEED made the page zeros: it counts as written. */
