@@ -27,6 +27,7 @@
 
 #include "backend.h"
 #include "segv.h"
+#include "testhooks.h"
 #include "zaps.h"
 
 struct mp_state {
@@ -119,6 +120,7 @@ static void on_segv(int sig, siginfo_t *info, void *uctx)
 			relax();
 		__atomic_fetch_sub(&waiters, 1, __ATOMIC_SEQ_CST);
 	}
+	testhook_hold(HOLD_MPROTECT_HANDLER);
 	/* Record before unprotecting: an unprotected page is always in the
 	 * recorded set, so a collect cannot miss its writes. */
 	dirtymap_set(&r->recorded, region_page(r, page));
@@ -296,9 +298,13 @@ static int mp_harvest(struct uffdwp_ctx *ctx)
 	struct region_set *set = ctx->regions;
 	struct region *r;
 	size_t i, p, q;
+	sigset_t mask;
 	int ret = 0;
 
+	/* Handlers wait for the pause to end: see segv.h. */
+	segv_window_enter(&mask);
 	__atomic_store_n(&s->paused, 1, __ATOMIC_SEQ_CST);
+	testhook_hold(HOLD_MPROTECT_PAUSE);
 	wait_no_handlers();
 	for (i = 0; set && i < set->n && !ret; i++) {
 		r = set->r[i];
@@ -330,6 +336,7 @@ static int mp_harvest(struct uffdwp_ctx *ctx)
 					    &set->r[i]->pending);
 	}
 	__atomic_store_n(&s->paused, 0, __ATOMIC_SEQ_CST);
+	segv_window_leave(&mask);
 	return ret;
 }
 

@@ -230,10 +230,9 @@ static void async_untrack(struct uffdwp_ctx *ctx, struct region *r)
 
 	if (r->moved) {
 		/* Left on the synchronous userfaultfd by a failed move. */
-		pthread_rwlock_wrlock(&s->sync->resolve);
+		handler_pause(s->sync);
 		unregister_sync(s->sync, r);
-		pthread_rwlock_unlock(&s->sync->resolve);
-		handler_kick(s->sync);
+		handler_resume(s->sync);
 		r->moved = false;
 	} else if (!r->unwatched) {
 		/* Unregistering drops the uffd-wp bits of the range. */
@@ -249,11 +248,10 @@ static int harvest_moved(struct uffdwp_ctx *ctx, struct region *r)
 	struct sync_state *ss = st(ctx)->sync;
 	int ret;
 
-	pthread_rwlock_wrlock(&ss->resolve);
+	handler_pause(ss);
 	handler_quiesce_events(ss);
 	ret = syncwp_harvest_locked(ctx, ss, &r, 1);
-	pthread_rwlock_unlock(&ss->resolve);
-	handler_kick(ss);
+	handler_resume(ss);
 	return ret;
 }
 
@@ -572,13 +570,12 @@ static int async_snap_begin(struct uffdwp_ctx *ctx,
 	 * through the harvest of the publish). */
 	movez_note(s, r, false);
 	r->moved = true;
-	pthread_rwlock_wrlock(&ss->resolve);
+	handler_pause(ss);
 	handler_quiesce_events(ss);
 	ret = syncwp_harvest_locked(ctx, ss, &r, 1);
 	if (!ret)
 		snapshot_publish(snap, ss);
-	pthread_rwlock_unlock(&ss->resolve);
-	handler_kick(ss);
+	handler_resume(ss);
 open:
 	gate_open(&g);
 out:
@@ -602,13 +599,12 @@ static void async_snap_end(struct uffdwp_ctx *ctx, struct uffdwp_snapshot *snap)
 	prepared = !own_drop_gone(r) &&
 		   !gate_prepare(&g, r->start, r->end, own_spans(r), r->nown);
 	gated = prepared && !gate_close(&g);
-	pthread_rwlock_wrlock(&ss->resolve);
+	handler_pause(ss);
 	snapshot_unpublish(snap, ss);
 	if (!gated) {
 		/* No gate, no move: the range stays synchronous (correct,
 		 * only slower) and is harvested as such. */
-		pthread_rwlock_unlock(&ss->resolve);
-		handler_kick(ss);
+		handler_resume(ss);
 		if (prepared)
 			gate_release(&g);
 		return;
@@ -616,8 +612,7 @@ static void async_snap_end(struct uffdwp_ctx *ctx, struct uffdwp_snapshot *snap)
 	movez_note(s, r, true);
 	/* The writers blocked on the range retry now, and meet the gate. */
 	unregister_sync(ss, r);
-	pthread_rwlock_unlock(&ss->resolve);
-	handler_kick(ss);
+	handler_resume(ss);
 	if (arm_async(ctx, r)) {
 		/* Could not go back: stay synchronous, everything counted
 		 * as written once (a superset loses nothing); or, if even

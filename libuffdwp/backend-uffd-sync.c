@@ -78,13 +78,12 @@ static int sync_track(struct uffdwp_ctx *ctx, struct region *r)
 	if (ret)
 		return ret == -EBUSY ? -EEXIST : ret;
 	ret = syncwp_populate(s, r->start, len);
-	pthread_rwlock_wrlock(&s->resolve);
+	handler_pause(s);
 	if (!ret)
 		ret = wpbatch_protect(&ctx->batch, r->start, len, r);
 	if (!ret)
 		ret = wpbatch_flush(&ctx->batch, &t);
-	pthread_rwlock_unlock(&s->resolve);
-	handler_kick(s);
+	handler_resume(s);
 	if (ret) {
 		uffd_unregister(s->uffd, (void *)r->start, len);
 		uffd_wake(s->uffd, (void *)r->start, len);
@@ -98,11 +97,10 @@ static void sync_untrack(struct uffdwp_ctx *ctx, struct region *r)
 
 	/* Unregistering drops the protection, but wakes only the waiters of
 	 * MISSING registrations: wake write-protect waiters ourselves. */
-	pthread_rwlock_wrlock(&s->resolve);
+	handler_pause(s);
 	uffd_unregister(s->uffd, (void *)r->start, r->end - r->start);
 	uffd_wake(s->uffd, (void *)r->start, r->end - r->start);
-	pthread_rwlock_unlock(&s->resolve);
-	handler_kick(s);
+	handler_resume(s);
 }
 
 static int sync_harvest(struct uffdwp_ctx *ctx)
@@ -113,13 +111,12 @@ static int sync_harvest(struct uffdwp_ctx *ctx)
 	int ret;
 
 	if (paused)
-		pthread_rwlock_wrlock(&s->resolve);
+		handler_pause(s);
 	handler_quiesce_events(s);
 	ret = syncwp_harvest_locked(ctx, s, set ? set->r : NULL,
 				    set ? set->n : 0);
 	if (paused) {
-		pthread_rwlock_unlock(&s->resolve);
-		handler_kick(s);
+		handler_resume(s);
 	}
 	return ret;
 }
@@ -135,13 +132,12 @@ static int sync_snap_begin(struct uffdwp_ctx *ctx, struct uffdwp_snapshot *snap)
 	struct region_set *set = ctx->regions;
 	int ret;
 
-	pthread_rwlock_wrlock(&s->resolve);
+	handler_pause(s);
 	handler_quiesce_events(s);
 	ret = syncwp_harvest_locked(ctx, s, set->r, set->n);
 	if (!ret)
 		snapshot_publish(snap, s);
-	pthread_rwlock_unlock(&s->resolve);
-	handler_kick(s);
+	handler_resume(s);
 	return ret;
 }
 
@@ -150,10 +146,9 @@ static void sync_snap_end(struct uffdwp_ctx *ctx, struct uffdwp_snapshot *snap)
 	struct sync_state *s = st(ctx);
 
 	/* Pages stay protected: their next write is recorded as usual. */
-	pthread_rwlock_wrlock(&s->resolve);
+	handler_pause(s);
 	snapshot_unpublish(snap, s);
-	pthread_rwlock_unlock(&s->resolve);
-	handler_kick(s);
+	handler_resume(s);
 }
 
 const struct backend_ops backend_uffd_sync = {

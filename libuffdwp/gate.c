@@ -22,6 +22,7 @@
 #include "gate.h"
 #include "internal.h"
 #include "segv.h"
+#include "testhooks.h"
 
 #define SLOTS 256
 #define GRACE_NS (200ULL * 1000 * 1000)
@@ -225,6 +226,8 @@ int gate_close(struct gate *g)
 {
 	size_t i;
 
+	/* Writers wait for this thread to open: no signal may park it. */
+	segv_window_enter(&g->mask);
 	pthread_mutex_lock(&fork_mu);
 	nclosed++;
 	pthread_mutex_unlock(&fork_mu);
@@ -240,6 +243,7 @@ int gate_close(struct gate *g)
 			return ret;
 		}
 	}
+	testhook_hold(HOLD_GATE_CLOSED);
 	return 0;
 }
 
@@ -258,6 +262,7 @@ void gate_open(struct gate *g)
 	if (!--nclosed)
 		pthread_cond_broadcast(&fork_cv);
 	pthread_mutex_unlock(&fork_mu);
+	segv_window_leave(&g->mask);
 }
 
 void gate_release(struct gate *g)

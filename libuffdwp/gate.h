@@ -14,6 +14,7 @@
 #ifndef UFFDWP_GATE_H
 #define UFFDWP_GATE_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -28,6 +29,8 @@ struct gate {
 	struct gate_seg *seg;
 	size_t n;
 	int slot;
+	/* The closer's signal mask: closed is a signal window (segv.h). */
+	sigset_t mask;
 };
 
 /* Read the writable mappings of [start, end), only those parts in @allow

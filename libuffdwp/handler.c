@@ -22,6 +22,7 @@
 #include <urcu/urcu-bp.h>
 
 #include "handler.h"
+#include "segv.h"
 #include "snapshot.h"
 #include "testhooks.h"
 #include "uffd.h"
@@ -394,6 +395,25 @@ void handler_kick(struct sync_state *s)
 		if (write(s->kickfd[i], &one, sizeof(one)) < 0 &&
 		    errno != EAGAIN)
 			break; /* the fallback poll timeout still retries */
+}
+
+void handler_pause(struct sync_state *s)
+{
+	sigset_t mask;
+
+	segv_window_enter(&mask);
+	pthread_rwlock_wrlock(&s->resolve);
+	s->pause_mask = mask;
+	testhook_hold(HOLD_SYNC_PAUSE);
+}
+
+void handler_resume(struct sync_state *s)
+{
+	sigset_t mask = s->pause_mask;
+
+	pthread_rwlock_unlock(&s->resolve);
+	handler_kick(s);
+	segv_window_leave(&mask);
 }
 
 void handler_stop(struct sync_state *s)

@@ -8,6 +8,7 @@
 #define UFFDWP_HANDLER_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 
 #include "ctx.h"
@@ -32,6 +33,9 @@ struct sync_state {
 	 * them when it is done, so a faulting writer waits for the collect
 	 * and not for a poll timeout. */
 	int kickfd[64];
+	/* The pausing thread's signal mask, kept while it holds resolve
+	 * exclusively (segv.h: a paused collect is a signal window). */
+	sigset_t pause_mask;
 };
 
 /* Start @n handler threads with every signal blocked. */
@@ -43,5 +47,13 @@ void handler_quiesce_events(struct sync_state *s);
 
 /* Resolution was paused and is resumed: handlers retry at once. */
 void handler_kick(struct sync_state *s);
+
+/*
+ * Pause fault resolution (resolve held exclusively) with asynchronous
+ * signals blocked, so no program's signal handler parks this thread while
+ * faulting writers wait on it; resume releases, kicks and restores.
+ */
+void handler_pause(struct sync_state *s);
+void handler_resume(struct sync_state *s);
 
 #endif /* UFFDWP_HANDLER_H */

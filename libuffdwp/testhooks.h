@@ -8,6 +8,19 @@
 #ifndef UFFDWP_TESTHOOKS_H
 #define UFFDWP_TESTHOOKS_H
 
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+/* The windows other threads wait on (segv.h), for testhook_hold(). */
+enum hold_window {
+	HOLD_NONE,
+	HOLD_MPROTECT_HANDLER, /* mprotect handler, counted in flight */
+	HOLD_MPROTECT_PAUSE, /* mprotect collect, handlers paused */
+	HOLD_SYNC_PAUSE, /* fault resolution paused (uffd_sync, moves) */
+	HOLD_GATE_CLOSED, /* a gate closed, writers held */
+};
+
 struct uffdwp_test_hooks {
 	/* uffd_sync collect takes and re-protects without pausing fault
 	 * resolution, and handlers linger between record and unprotect:
@@ -36,8 +49,32 @@ struct uffdwp_test_hooks {
 	int file_fail_point;
 	int file_fail_errno;
 	unsigned long file_fail_nth;
+	/* The first thread to reach window @hold (an enum hold_window)
+	 * stores it in @held and stays in the window for @hold_ms: time for
+	 * a test to send it a signal whose handler parks it there. */
+	int hold;
+	int held;
+	unsigned int hold_ms;
 };
 
 extern struct uffdwp_test_hooks uffdwp_test_hooks;
+
+/* Async-signal-safe: it may run in a SIGSEGV handler. */
+static inline void testhook_hold(int window)
+{
+	int want = window;
+	struct timespec ts;
+
+	if (__atomic_load_n(&uffdwp_test_hooks.hold, __ATOMIC_RELAXED) !=
+		    window ||
+	    !__atomic_compare_exchange_n(&uffdwp_test_hooks.hold, &want,
+					 HOLD_NONE, false, __ATOMIC_SEQ_CST,
+					 __ATOMIC_SEQ_CST))
+		return;
+	__atomic_store_n(&uffdwp_test_hooks.held, window, __ATOMIC_SEQ_CST);
+	ts.tv_sec = uffdwp_test_hooks.hold_ms / 1000;
+	ts.tv_nsec = (long)(uffdwp_test_hooks.hold_ms % 1000) * 1000000;
+	syscall(SYS_nanosleep, &ts, NULL);
+}
 
 #endif /* UFFDWP_TESTHOOKS_H */

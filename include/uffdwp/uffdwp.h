@@ -16,6 +16,28 @@
  *   different versions work together.
  * - The library prints nothing and starts no thread unless a call says so.
  *
+ * Signals, and programs that stop the world with them (garbage collectors,
+ * runtimes, profilers):
+ * - The library's `SIGSEGV` handler (mprotect, and uffd_async while a
+ *   snapshot moves its range) runs with every asynchronous signal blocked,
+ *   and so does a thread while others wait on it inside a call (a collect
+ *   that pauses fault handling, a snapshot holding writers). A program's
+ *   handler for such a signal is never run there: it runs a bounded time
+ *   later, when the thread leaves. So a program may park threads in its
+ *   signal handlers and then call uffdwp_collect() from another thread.
+ *   Synchronous signals (`SIGSEGV`, `SIGBUS`, `SIGILL`, `SIGFPE`, `SIGTRAP`,
+ *   `SIGSYS`) are never blocked by the library.
+ * - A program's own handlers may write tracked memory (it is tracked as
+ *   any write), but must not call this library: no call is
+ *   async-signal-safe unless it says so. A call on a context holds that
+ *   context's lock: a thread parked inside one blocks the next call on the
+ *   same context, so under a stopped world only the thread that stopped it
+ *   should make calls (as a collector does, under its own lock).
+ * - A `SIGSEGV` handler the program installed before the library's gets
+ *   the faults that are not the library's, run under the mask it asked
+ *   for (the interrupted thread's mask plus its `sa_mask`). One installed
+ *   after must pass on the faults it does not own to the one it replaced.
+ *
  * Build a program against it with
  * `cc prog.c $(pkg-config --cflags --libs libuffdwp)`.
  */

@@ -882,14 +882,21 @@ END_TEST
 
 /* --- mprotect: SIGSEGV chaining ---------------------------------------- */
 
-static volatile sig_atomic_t app_faults;
+static volatile sig_atomic_t app_faults, app_usr1_blocked, app_usr2_blocked;
 static char *app_page;
 static struct sigaction lib_action;
 
 static void app_handler(int sig, siginfo_t *si, void *uc)
 {
+	sigset_t now;
+
 	if ((char *)si->si_addr >= app_page &&
 	    (char *)si->si_addr < app_page + ps) {
+		/* Run under the mask it asked for, however it was reached:
+		 * its sa_mask (SIGUSR1) blocked, nothing else added. */
+		pthread_sigmask(SIG_BLOCK, NULL, &now);
+		app_usr1_blocked = sigismember(&now, SIGUSR1);
+		app_usr2_blocked = sigismember(&now, SIGUSR2);
 		app_faults++;
 		mprotect(app_page, ps, PROT_READ | PROT_WRITE);
 		return;
@@ -908,6 +915,8 @@ static void chain_case(bool app_first)
 	size_t n = 0;
 	char *p;
 
+	sigemptyset(&sa.sa_mask);
+	sigaddset(&sa.sa_mask, SIGUSR1);
 	app_faults = 0;
 	app_page = map(1, PROT_READ);
 	p = map(4, PROT_READ | PROT_WRITE);
@@ -923,6 +932,8 @@ static void chain_case(bool app_first)
 	*(volatile char *)(p + ps) = 1; /* the library's fault */
 	*(volatile char *)app_page = 1; /* the program's own fault */
 	ck_assert_int_eq(app_faults, 1);
+	ck_assert_int_eq(app_usr1_blocked, 1);
+	ck_assert_int_eq(app_usr2_blocked, 0);
 	ck_assert_int_eq(uffdwp_collect(ctx, count_run, &n), 1);
 	if (!app_first)
 		sigaction(SIGSEGV, &old, NULL);
