@@ -37,12 +37,20 @@ struct mp_state {
 };
 
 struct sig_table {
+	struct sig_table *older; /* inherited: the table of the fork before */
 	size_t n;
 	struct region *r[];
 };
 
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct sig_table *table;
+/*
+ * In a forked child: the tables of its parent (and theirs), whose ranges
+ * are still read-only in the child's copy but tracked by nobody. A write
+ * there just gets its page back; the child may track the same ranges
+ * again in the live table, which is looked at first.
+ */
+static struct sig_table *inherited;
 static unsigned long inflight;
 /*
  * When a range was last untracked. A write that faulted just before its
@@ -80,6 +88,16 @@ static struct region *table_lookup(struct sig_table *t, uintptr_t addr)
 	return NULL;
 }
 
+static bool inherited_lookup(uintptr_t addr)
+{
+	struct sig_table *t;
+
+	for (t = inherited; t; t = t->older)
+		if (table_lookup(t, addr))
+			return true;
+	return false;
+}
+
 static void on_segv(int sig, siginfo_t *info, void *uctx)
 {
 	int saved = errno;
@@ -92,6 +110,15 @@ static void on_segv(int sig, siginfo_t *info, void *uctx)
 		__atomic_fetch_add(&inflight, 1, __ATOMIC_SEQ_CST);
 		r = table_lookup(__atomic_load_n(&table, __ATOMIC_SEQ_CST),
 				 addr);
+		if (!r && info->si_code == SEGV_ACCERR &&
+		    inherited_lookup(addr)) {
+			/* A forked child's copy of its parent's range. */
+			mprotect((void *)page, page_size(),
+				 PROT_READ | PROT_WRITE);
+			__atomic_fetch_sub(&inflight, 1, __ATOMIC_SEQ_CST);
+			errno = saved;
+			return;
+		}
 		if (!r || info->si_code != SEGV_ACCERR) {
 			__atomic_fetch_sub(&inflight, 1, __ATOMIC_SEQ_CST);
 			errno = saved;
@@ -101,14 +128,6 @@ static void on_segv(int sig, siginfo_t *info, void *uctx)
 				    REMOVAL_GRACE_NS)
 				return;
 			segv_chain(&previous, sig, info, uctx);
-			return;
-		}
-		if (ctx_forked(r->ctx)) {
-			/* A forked child: its copy is not tracked. */
-			mprotect((void *)page, page_size(),
-				 PROT_READ | PROT_WRITE);
-			__atomic_fetch_sub(&inflight, 1, __ATOMIC_SEQ_CST);
-			errno = saved;
 			return;
 		}
 		s = r->ctx->bdata;
@@ -153,6 +172,7 @@ static int table_update(struct region *add, struct region *del)
 	t = malloc(sizeof(*t) + (n + 1) * sizeof(t->r[0]));
 	if (!t)
 		return -ENOMEM;
+	t->older = NULL;
 	for (i = 0; i < n; i++)
 		if (old->r[i] != del)
 			t->r[j++] = old->r[i];
@@ -230,21 +250,62 @@ static int mp_init(struct uffdwp_ctx *ctx, const struct uffdwp_ctx_opts *o)
 	return 0;
 }
 
+/* Make [start, start + len) writable, around what is no longer mapped. */
+static void writable_again(uintptr_t start, size_t len)
+{
+	uintptr_t a;
+
+	if (!mprotect((void *)start, len, PROT_READ | PROT_WRITE) ||
+	    errno != ENOMEM)
+		return;
+	for (a = start; a < start + len; a += page_size())
+		mprotect((void *)a, page_size(), PROT_READ | PROT_WRITE);
+}
+
 static void mp_fini(struct uffdwp_ctx *ctx, bool in_child)
 {
 	struct mp_state *s = ctx->bdata;
+	struct region_set *set = ctx->regions;
+	size_t i;
 
-	if (in_child) {
-		/* The child's signal table still points here: keep it. */
-		close(s->zaps.pagemap);
-		return;
-	}
-	/* Handlers waiting out a pause read s->paused: let them leave. */
-	while (__atomic_load_n(&waiters, __ATOMIC_SEQ_CST))
+	/* A child freeing its parent's context starts over: the ranges get
+	 * their write access back now, not a fault at a time, so that the
+	 * child can track them again (tracking needs them writable). */
+	for (i = 0; in_child && set && i < set->n; i++)
+		if (set->r[i])
+			writable_again(set->r[i]->start,
+				       set->r[i]->end - set->r[i]->start);
+
+	/* Handlers waiting out a pause read s->paused: let them leave. (In
+	 * a child none can: the inherited table points at no context.) */
+	while (!in_child && __atomic_load_n(&waiters, __ATOMIC_SEQ_CST))
 		relax();
 	zaps_fini(&s->zaps);
 	handler_free(s, sizeof(*s));
 	ctx->bdata = NULL;
+}
+
+static void mp_atfork(enum fork_phase phase)
+{
+	switch (phase) {
+	case FORK_PREPARE:
+		pthread_mutex_lock(&table_lock);
+		break;
+	case FORK_PARENT:
+		pthread_mutex_unlock(&table_lock);
+		break;
+	case FORK_CHILD:
+		/* The parent's handlers in flight do not exist here. */
+		__atomic_store_n(&inflight, 0, __ATOMIC_SEQ_CST);
+		__atomic_store_n(&waiters, 0, __ATOMIC_SEQ_CST);
+		if (table) {
+			table->older = inherited;
+			inherited = table;
+			table = NULL;
+		}
+		pthread_mutex_unlock(&table_lock);
+		break;
+	}
 }
 
 static const char *mp_refuse(struct uffdwp_ctx *ctx, int memtype)
@@ -348,4 +409,5 @@ const struct backend_ops backend_mprotect = {
 	.track = mp_track,
 	.untrack = mp_untrack,
 	.harvest = mp_harvest,
+	.atfork = mp_atfork,
 };

@@ -70,11 +70,30 @@ static void sd_fini(struct uffdwp_ctx *ctx, bool in_child)
 {
 	struct sd_state *s = ctx->bdata;
 
+	/* In a child too: its range list forgot the parent's at fork. */
+	(void)in_child;
 	close(s->pagemap);
-	if (in_child)
-		return; /* the child's copy of the range list points here */
 	free(s);
 	ctx->bdata = NULL;
+}
+
+static void sd_atfork(enum fork_phase phase)
+{
+	switch (phase) {
+	case FORK_PREPARE:
+		pthread_mutex_lock(&sd_lock);
+		break;
+	case FORK_PARENT:
+		pthread_mutex_unlock(&sd_lock);
+		break;
+	case FORK_CHILD:
+		/* The parent's ranges: the child's clear_refs must not read
+		 * them for contexts it can only free. (Entries leak, as the
+		 * regions they point to do.) */
+		LIST_INIT(&sd_regions);
+		pthread_mutex_unlock(&sd_lock);
+		break;
+	}
 }
 
 static const char *sd_refuse(struct uffdwp_ctx *ctx, int memtype)
@@ -306,4 +325,5 @@ const struct backend_ops backend_soft_dirty = {
 	.track = sd_track,
 	.untrack = sd_untrack,
 	.harvest = sd_harvest,
+	.atfork = sd_atfork,
 };

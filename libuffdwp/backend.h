@@ -37,6 +37,8 @@ struct backend_ops {
 	 * nothing written may be lost across either. */
 	int (*snap_begin)(struct uffdwp_ctx *ctx, struct uffdwp_snapshot *snap);
 	void (*snap_end)(struct uffdwp_ctx *ctx, struct uffdwp_snapshot *snap);
+	/* Process-wide state around fork (NULL: none). */
+	void (*atfork)(enum fork_phase phase);
 };
 
 extern const struct backend_ops backend_uffd_async;

@@ -16,6 +16,7 @@
 
 #include "backend.h"
 #include "ctx.h"
+#include "gate.h"
 #include "probe.h"
 #include "snapshot.h"
 #include "vma.h"
@@ -26,6 +27,61 @@ static const struct backend_ops *const all_ops[] = {
 	[UFFDWP_BACKEND_SOFT_DIRTY] = &backend_soft_dirty,
 	[UFFDWP_BACKEND_MPROTECT] = &backend_mprotect,
 };
+
+/*
+ * fork: the library's process-wide state (gates, the backends' tables,
+ * range claims, urcu-bp's registry) is locked in that order before, and
+ * unlocked in reverse after; the child forgets the parent's ranges, so it
+ * can track again (its copies of the parent's contexts can only be freed).
+ * Registered once, by the first context: before any, there is no state.
+ */
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static int atfork_err;
+
+static void atfork_phase(enum fork_phase phase)
+{
+	size_t i, n = ARRAY_SIZE(all_ops);
+
+	if (phase == FORK_PREPARE) {
+		gate_atfork(phase);
+		for (i = 0; i < n; i++)
+			if (all_ops[i] && all_ops[i]->atfork)
+				all_ops[i]->atfork(phase);
+		region_claims_atfork(phase);
+		urcu_bp_before_fork();
+		return;
+	}
+	if (phase == FORK_PARENT)
+		urcu_bp_after_fork_parent();
+	else
+		urcu_bp_after_fork_child();
+	region_claims_atfork(phase);
+	for (i = n; i-- > 0;)
+		if (all_ops[i] && all_ops[i]->atfork)
+			all_ops[i]->atfork(phase);
+	gate_atfork(phase);
+}
+
+static void atfork_prepare(void)
+{
+	atfork_phase(FORK_PREPARE);
+}
+
+static void atfork_parent(void)
+{
+	atfork_phase(FORK_PARENT);
+}
+
+static void atfork_child(void)
+{
+	atfork_phase(FORK_CHILD);
+}
+
+static void atfork_register(void)
+{
+	atfork_err =
+		-pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
 
 /* Protect runs this close are merged (see struct wpbatch). */
 #define PROTECT_GAP_PAGES 16
@@ -83,6 +139,9 @@ UFFDWP_EXPORT int uffdwp_ctx_new(const struct uffdwp_ctx_opts *opts,
 	ret = uffdwp_probe(&caps);
 	if (ret)
 		return ret;
+	pthread_once(&atfork_once, atfork_register);
+	if (atfork_err)
+		return atfork_err;
 
 	ctx = handler_zalloc(sizeof(*ctx));
 	if (!ctx)
@@ -120,11 +179,10 @@ UFFDWP_EXPORT struct uffdwp_ctx *uffdwp_ctx_free(struct uffdwp_ctx *ctx)
 		return NULL;
 	if (ctx_forked(ctx)) {
 		/*
-		 * A child: close the descriptors and forget the context. Its
-		 * memory stays: the child's copies of the process-wide tables
-		 * (overlap tree, SIGSEGV table, soft-dirty list) point into it,
-		 * and their locks may be held by parent threads that do not
-		 * exist here, so they cannot be updated safely.
+		 * A child: close the descriptors and forget the context. The
+		 * child's tables forgot its ranges at fork, but its regions
+		 * stay allocated: mprotect's handler still finds them, to
+		 * give the child's still read-only pages back on a write.
 		 */
 		ctx->ops->fini(ctx, true);
 		return NULL;

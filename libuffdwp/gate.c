@@ -48,18 +48,31 @@ static bool installed;
 static pthread_mutex_t fork_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t fork_cv = PTHREAD_COND_INITIALIZER;
 static unsigned int nclosed;
-static bool forks_wait; /* the atfork handlers are registered */
 
-static void fork_prepare(void)
+void gate_atfork(enum fork_phase phase)
 {
-	pthread_mutex_lock(&fork_mu);
-	while (nclosed)
-		pthread_cond_wait(&fork_cv, &fork_mu);
-}
+	int i;
 
-static void fork_done(void)
-{
-	pthread_mutex_unlock(&fork_mu);
+	switch (phase) {
+	case FORK_PREPARE:
+		pthread_mutex_lock(&fork_mu);
+		while (nclosed)
+			pthread_cond_wait(&fork_cv, &fork_mu);
+		pthread_mutex_lock(&lock);
+		break;
+	case FORK_PARENT:
+		pthread_mutex_unlock(&lock);
+		pthread_mutex_unlock(&fork_mu);
+		break;
+	case FORK_CHILD:
+		/* The parent's snapshots do not run here: their slots are
+		 * free (their late faults keep the grace period). */
+		for (i = 0; i < SLOTS; i++)
+			slots[i].used = 0;
+		pthread_mutex_unlock(&lock);
+		pthread_mutex_unlock(&fork_mu);
+		break;
+	}
 }
 
 static void on_segv(int sig, siginfo_t *info, void *uctx)
@@ -105,10 +118,6 @@ static int install(void)
 
 	if (installed)
 		return 0;
-	/* Once: a second prepare handler would lock fork_mu twice. */
-	if (!forks_wait && pthread_atfork(fork_prepare, fork_done, fork_done))
-		return -ENOMEM;
-	forks_wait = true;
 	ret = segv_install(on_segv, &previous);
 	if (ret)
 		return ret;

@@ -47,4 +47,8 @@ int gate_close(struct gate *g);
 void gate_open(struct gate *g);
 void gate_release(struct gate *g);
 
+/* Around fork (called by the context layer's handlers): fork waits for
+ * every gate to open. */
+void gate_atfork(enum fork_phase phase);
+
 #endif /* UFFDWP_GATE_H */

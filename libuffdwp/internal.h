@@ -13,6 +13,17 @@
 
 #include <uffdwp/uffdwp.h>
 
+/*
+ * Around fork(): process-wide state is locked before (so no thread of the
+ * parent holds it half-updated), unlocked after, and in the child the
+ * parent's ranges are forgotten so the child can track again.
+ */
+enum fork_phase {
+	FORK_PREPARE,
+	FORK_PARENT,
+	FORK_CHILD,
+};
+
 /* [lo, hi): a piece of an address range. */
 struct span {
 	uintptr_t lo, hi;

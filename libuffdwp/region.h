@@ -83,6 +83,9 @@ struct region *region_new(struct uffdwp_ctx *ctx, uintptr_t start, size_t len,
 void region_free(struct region *r);
 
 /* Claim [start, end) process-wide: -EEXIST if it overlaps a claim. */
+/* The claims around fork: a child starts with none (its contexts are the
+ * parent's, which it can only free). */
+void region_claims_atfork(enum fork_phase phase);
 int region_claim(struct region *r);
 void region_unclaim(struct region *r);
 bool region_overlaps(uintptr_t start, uintptr_t end);

@@ -100,6 +100,24 @@ void region_unclaim(struct region *r)
 	pthread_mutex_unlock(&claims_lock);
 }
 
+void region_claims_atfork(enum fork_phase phase)
+{
+	switch (phase) {
+	case FORK_PREPARE:
+		pthread_mutex_lock(&claims_lock);
+		break;
+	case FORK_PARENT:
+		pthread_mutex_unlock(&claims_lock);
+		break;
+	case FORK_CHILD:
+		/* The regions stay allocated: the parent's contexts, freed
+		 * in the child, keep theirs (see uffdwp_ctx_free()). */
+		RB_INIT(&claims);
+		pthread_mutex_unlock(&claims_lock);
+		break;
+	}
+}
+
 static struct region_set *set_alloc(size_t n)
 {
 	struct region_set *s = malloc(sizeof(*s) + n * sizeof(s->r[0]));

@@ -38,6 +38,13 @@
  *   for (the interrupted thread's mask plus its `sa_mask`). One installed
  *   after must pass on the faults it does not own to the one it replaced.
  *
+ * fork(): the child's copies of the parent's contexts answer -ECHILD and
+ * may only be freed. The child may then make its own contexts and track any
+ * range again, the parent's included. The library registers fork handlers
+ * (pthread_atfork()) with its first context; they also run urcu-bp's fork
+ * hooks, so a program must not call urcu_bp_before_fork() and its two
+ * companions itself. A fork waits while a snapshot holds writers.
+ *
  * Build a program against it with
  * `cc prog.c $(pkg-config --cflags --libs libuffdwp)`.
  */
@@ -372,10 +379,11 @@ int uffdwp_ctx_new(const struct uffdwp_ctx_opts *opts, struct uffdwp_ctx **ctx);
  * @brief Stop tracking everything and free the context.
  *
  * Ranges are unprotected (writers blocked on them are released), handler
- * threads are joined. In a forked child it only closes the context's file
- * descriptors: its memory is left to the child (the child's copies of the
- * library's process-wide tables still refer to it), and no kernel call is
- * made on the parent's behalf.
+ * threads are joined. In a forked child it closes the context's file
+ * descriptors and gives the child's copy of its ranges their write access
+ * back (mprotect), so the child can track them again with a context of its
+ * own; its memory is left to the child (a snapshot of it may still refer
+ * to it), and no other kernel call is made on the parent's behalf.
  *
  * @param[in] ctx The context, or NULL.
  * @return NULL.

@@ -700,6 +700,152 @@ START_TEST(fork_child_gets_echild)
 }
 END_TEST
 
+/*
+ * After fork the child frees the parent's context, makes its own and
+ * tracks the same range again: the convergence oracle must hold in the
+ * child, and still in the parent afterwards.
+ */
+START_TEST(fork_child_tracks_again)
+{
+	struct uffdwp_ctx_opts opts = { .sz = sizeof(opts),
+					.backend = backends[_i] };
+	size_t npages = test_scaled(512, 128);
+	struct oracle o;
+	int status;
+	pid_t pid;
+
+	NEED_BACKEND(backends[_i]);
+	oracle_setup(&o, backends[_i], npages);
+	o.pattern = RANDOM;
+	ck_assert_uint_eq(oracle_run(&o, 20), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		size_t bad;
+
+		alarm(120); /* a hang is a failure, not a stuck suite */
+		o.ctx = uffdwp_ctx_free(o.ctx);
+		if (uffdwp_ctx_new(&opts, &o.ctx))
+			_exit(2);
+		/* The child's copy may still be read-only (mprotect):
+		 * the library gives pages back until it is tracked. */
+		o.mem[0] ^= 1;
+		if (uffdwp_track(o.ctx, o.mem, npages * ps, 0))
+			_exit(3);
+		memcpy(o.shadow, o.mem, npages * ps);
+		atomic_store(&o.stop, 0);
+		/* oracle_run() ends quiescing: soft_dirty needs it again. */
+		o.quiesce = backends[_i] == UFFDWP_BACKEND_SOFT_DIRTY;
+		bad = oracle_run(&o, (unsigned int)test_scaled(200, 50));
+		printf("child: %zu pages reported, %zu stale\n", o.reported,
+		       bad);
+		o.ctx = uffdwp_ctx_free(o.ctx);
+		_exit(bad ? 1 : 0);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "child: status %#x (exit 2: ctx_new, 3: track failed)",
+		      status);
+	atomic_store(&o.stop, 0);
+	o.quiesce = backends[_i] == UFFDWP_BACKEND_SOFT_DIRTY;
+	ck_assert_uint_eq(oracle_run(&o, 20), 0);
+	oracle_teardown(&o);
+}
+END_TEST
+
+struct churn {
+	int backend;
+	atomic_int stop;
+	unsigned long rounds;
+};
+
+/* Track, write, collect and untrack a range of its own, over and over:
+ * some of the library's locks are held at any moment. */
+static void *churn_main(void *arg)
+{
+	struct churn *c = arg;
+	struct uffdwp_ctx_opts opts = { .sz = sizeof(opts),
+					.backend = c->backend };
+	struct uffdwp_ctx *ctx;
+	size_t n = 0;
+	char *p = map(8, PROT_READ | PROT_WRITE);
+
+	ck_assert_int_eq(uffdwp_ctx_new(&opts, &ctx), 0);
+	while (!atomic_load(&c->stop)) {
+		ck_assert_int_eq(uffdwp_track(ctx, p, 8 * ps, 0), 0);
+		p[(c->rounds % 8) * ps] = 1;
+		ck_assert_int_ge(uffdwp_collect(ctx, count_run, &n), 0);
+		ck_assert_int_eq(uffdwp_untrack(ctx, p, 8 * ps), 0);
+		c->rounds++;
+	}
+	uffdwp_ctx_free(ctx);
+	munmap(p, 8 * ps);
+	return NULL;
+}
+
+/*
+ * Forks while another thread tracks, collects and untracks: every child
+ * tracks the parent's range again, writes and collects. A lock the
+ * parent's thread held at fork would hang the child (then its alarm
+ * kills it); a claim it kept would give -EEXIST.
+ */
+START_TEST(fork_while_tracking_elsewhere)
+{
+	struct churn c = { .backend = backends[_i] };
+	struct uffdwp_ctx *ctx;
+	int i, status, forks = (int)test_scaled(40, 8);
+	pthread_t tid;
+	pid_t pid;
+	char *p;
+
+	NEED_BACKEND(backends[_i]);
+	ctx = new_ctx(c.backend);
+	p = map(16, PROT_READ | PROT_WRITE);
+	memset(p, 1, 16 * ps);
+	ck_assert_int_eq(uffdwp_track(ctx, p, 16 * ps, 0), 0);
+	ck_assert_int_eq(pthread_create(&tid, NULL, churn_main, &c), 0);
+	for (i = 0; i < forks; i++) {
+		pid = fork();
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0) {
+			struct uffdwp_ctx *mine = NULL;
+			size_t n = 0;
+			long got;
+
+			alarm(30);
+			uffdwp_ctx_free(ctx);
+			if (uffdwp_ctx_new(
+				    &(struct uffdwp_ctx_opts){
+					    .sz = sizeof(struct uffdwp_ctx_opts),
+					    .backend = c.backend },
+				    &mine))
+				_exit(2);
+			if (uffdwp_track(mine, p, 16 * ps, 0))
+				_exit(3);
+			p[3 * ps] = 2;
+			p[9 * ps] = 2;
+			got = uffdwp_collect(mine, count_run, &n);
+			uffdwp_ctx_free(mine);
+			_exit(got == 2 && n == 2 ? 0 : 4);
+		}
+		ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+		ck_assert_msg(
+			WIFEXITED(status) && WEXITSTATUS(status) == 0,
+			"fork %d: child status %#x (exit 2: ctx_new, 3: track, 4: collect; signal 14: hung)",
+			i, status);
+	}
+	atomic_store(&c.stop, 1);
+	pthread_join(tid, NULL);
+	printf("%s: %d forks while the other thread ran %lu rounds\n",
+	       uffdwp_backend_name(c.backend), forks, c.rounds);
+	/* The parent's own tracking went on. */
+	p[5 * ps] = 3;
+	ck_assert_int_ge(uffdwp_collect(ctx, count_run, &(size_t){ 0 }), 1);
+	uffdwp_ctx_free(ctx);
+	munmap(p, 16 * ps);
+}
+END_TEST
+
 struct blocked_writer {
 	char *p;
 	size_t pages;
@@ -973,6 +1119,9 @@ static void add_backend_cases(Suite *s, int i)
 		  { dontneed_counts_as_dirty, mprotect_roundtrip_keeps_tracking,
 		    unmap_and_mremap, fork_child_gets_echild,
 		    foreign_mapping_inside_range } },
+		{ "fork",
+		  180,
+		  { fork_child_tracks_again, fork_while_tracking_elsewhere } },
 		{ "kinds", 60, { memfd_shmem, file_shared, thp_policy } },
 	};
 	test_add_groups(s, name, i, groups, ARRAY_LEN(groups));
