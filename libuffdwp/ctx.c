@@ -18,7 +18,9 @@
 #include "ctx.h"
 #include "gate.h"
 #include "probe.h"
+#include "segv.h"
 #include "snapshot.h"
+#include "testhooks.h"
 #include "vma.h"
 
 static const struct backend_ops *const all_ops[] = {
@@ -374,6 +376,7 @@ UFFDWP_EXPORT int uffdwp_ctx_stats(const struct uffdwp_ctx *ctx,
 {
 	struct uffdwp_stats s = { .sz = sizeof(s) };
 	struct region_set *set;
+	sigset_t mask;
 	size_t i;
 	int ret;
 
@@ -397,7 +400,10 @@ UFFDWP_EXPORT int uffdwp_ctx_stats(const struct uffdwp_ctx *ctx,
 	s.retries = cnt_get(&ctx->wp.retries) + cnt_get(&ctx->cnt.retries);
 	s.events = cnt_get(&ctx->cnt.events);
 	s.granularity = page_size();
+	/* track and untrack wait for readers: see segv.h. */
+	segv_window_enter(&mask);
 	urcu_bp_read_lock();
+	testhook_hold(HOLD_RCU_READ);
 	set = rcu_dereference(((struct uffdwp_ctx *)ctx)->regions);
 	for (i = 0; set && i < set->n; i++) {
 		struct region *r =
@@ -411,6 +417,7 @@ UFFDWP_EXPORT int uffdwp_ctx_stats(const struct uffdwp_ctx *ctx,
 			s.granularity = 2UL << 20;
 	}
 	urcu_bp_read_unlock();
+	segv_window_leave(&mask);
 	sz_copy_out(stats, &s, sizeof(s));
 	return 0;
 }

@@ -11,8 +11,9 @@
  * garbage collector's stop-the-world signal, a profiler's) while other
  * threads wait on it, or a collector that stopped the world and then
  * collects waits forever. Such windows are a handler in flight (a collect
- * waits for it to drain), a collect that pauses fault resolution, and a
- * closed gate (writers wait for it to open). Each runs with every
+ * waits for it to drain), a collect that pauses fault resolution, a closed
+ * gate (writers wait for it to open), and a program thread's urcu-bp
+ * read-side section (every track and untrack waits for those to end). Each runs with every
  * asynchronous signal blocked: the handlers through their sa_mask, the
  * others through segv_window_enter()/segv_window_leave(). Every such
  * window is short and waits on nothing a parked thread can hold, so a

@@ -39,6 +39,7 @@
 
 #include "backend.h"
 #include "pagemap.h"
+#include "segv.h"
 #include "snapshot.h"
 #include "testhooks.h"
 #include "uffd.h"
@@ -777,6 +778,7 @@ UFFDWP_EXPORT int uffdwp_snapshot_start(struct uffdwp_ctx *ctx, void *addr,
 	struct uffdwp_sink sk;
 	uintptr_t a = (uintptr_t)addr;
 	struct region *r;
+	sigset_t mask;
 	size_t ps = page_size();
 	int ret;
 
@@ -829,9 +831,12 @@ UFFDWP_EXPORT int uffdwp_snapshot_start(struct uffdwp_ctx *ctx, void *addr,
 	}
 
 	pthread_mutex_lock(&ctx->lock);
+	/* track and untrack wait for readers: see segv.h. */
+	segv_window_enter(&mask);
 	urcu_bp_read_lock();
 	r = regions_lookup(rcu_dereference(ctx->regions), a);
 	urcu_bp_read_unlock();
+	segv_window_leave(&mask);
 	if (!r || snap->end > r->end)
 		ret = -ENOENT;
 	else if (r->snap)

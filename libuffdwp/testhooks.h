@@ -19,6 +19,7 @@ enum hold_window {
 	HOLD_MPROTECT_PAUSE, /* mprotect collect, handlers paused */
 	HOLD_SYNC_PAUSE, /* fault resolution paused (uffd_sync, moves) */
 	HOLD_GATE_CLOSED, /* a gate closed, writers held */
+	HOLD_RCU_READ, /* a program thread's read-side section (stats) */
 };
 
 struct uffdwp_test_hooks {

@@ -8,8 +8,9 @@
  * library's windows that others wait on, the collect (or a writer) waits
  * for a thread that will not run until the collect is over: a deadlock.
  * The windows: a mprotect fault handler in flight (a collect waits for it),
- * a mprotect or userfaultfd collect that paused fault resolution, and a
- * closed gate of a snapshot's move (faulting writers wait for both).
+ * a mprotect or userfaultfd collect that paused fault resolution, a closed
+ * gate of a snapshot's move (faulting writers wait for both), and a
+ * program thread's urcu-bp read-side section (every track waits for it).
  *
  * Each case holds one thread in a window with a test hook, sends it a
  * signal whose handler parks it until released, and has another thread do
@@ -78,7 +79,7 @@ static bool wait_flag(atomic_int *flag, unsigned int ms)
 	return true;
 }
 
-enum act { COLLECT, WRITE, SNAPSHOT };
+enum act { COLLECT, WRITE, SNAPSHOT, STATS, TRACK };
 
 struct job {
 	enum act act;
@@ -115,6 +116,27 @@ static void *job_main(void *arg)
 		*(volatile char *)(j->mem + j->page * ps) = 7;
 		j->ret = 0;
 		break;
+	case STATS: {
+		struct uffdwp_stats st = { .sz = sizeof(st) };
+
+		j->ret = uffdwp_ctx_stats(j->ctx, &st);
+		break;
+	}
+	case TRACK: {
+		/* Another context and range: only urcu-bp is shared. */
+		struct uffdwp_ctx *other = NULL;
+		char *p = mmap(NULL, ps, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		j->ret = p == MAP_FAILED ? -errno :
+					   uffdwp_ctx_new(NULL, &other);
+		if (!j->ret)
+			j->ret = uffdwp_track(other, p, ps, 0);
+		uffdwp_ctx_free(other);
+		if (p != MAP_FAILED)
+			munmap(p, ps);
+		break;
+	}
 	case SNAPSHOT:
 		buf = malloc(NPAGES * ps);
 		j->ret = buf ? uffdwp_sink_memory_new(buf, NPAGES * ps, &sink) :
@@ -165,6 +187,8 @@ static const struct signal_case cases[] = {
 	  HOLD_SYNC_PAUSE, COLLECT, WRITE },
 	{ "uffd_async snapshot gate closed, write", UFFDWP_BACKEND_UFFD_ASYNC,
 	  HOLD_GATE_CLOSED, SNAPSHOT, WRITE },
+	{ "stats in a read-side section, track elsewhere",
+	  UFFDWP_BACKEND_MPROTECT, HOLD_RCU_READ, STATS, TRACK },
 };
 
 START_TEST(parked_thread_does_not_block_others)
