@@ -35,9 +35,14 @@ static const struct backend_ops *const all_ops[] = {
  * range claims, urcu-bp's registry) is locked in that order before, and
  * unlocked in reverse after; the child forgets the parent's ranges, so it
  * can track again (its copies of the parent's contexts can only be freed).
- * Registered once, by the first context: before any, there is no state.
+ *
+ * Registered when the library is loaded, before any handler of a program
+ * or library that uses it: prepare handlers run in the reverse order of
+ * registration and child handlers in order, so theirs run outside ours
+ * and may call the library (bdwgc's child handler tracks its heap again).
+ * Registered at the first context instead, a collector's child handler ran
+ * while the claims were still locked, and hung.
  */
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 static int atfork_err;
 
 static void atfork_phase(enum fork_phase phase)
@@ -79,7 +84,7 @@ static void atfork_child(void)
 	atfork_phase(FORK_CHILD);
 }
 
-static void atfork_register(void)
+__attribute__((constructor)) static void atfork_register(void)
 {
 	atfork_err =
 		-pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
@@ -141,9 +146,8 @@ UFFDWP_EXPORT int uffdwp_ctx_new(const struct uffdwp_ctx_opts *opts,
 	ret = uffdwp_probe(&caps);
 	if (ret)
 		return ret;
-	pthread_once(&atfork_once, atfork_register);
 	if (atfork_err)
-		return atfork_err;
+		return atfork_err; /* -ENOMEM when the library was loaded */
 
 	ctx = handler_zalloc(sizeof(*ctx));
 	if (!ctx)

@@ -40,10 +40,12 @@
  *
  * fork(): the child's copies of the parent's contexts answer -ECHILD and
  * may only be freed. The child may then make its own contexts and track any
- * range again, the parent's included. The library registers fork handlers
- * (pthread_atfork()) with its first context; they also run urcu-bp's fork
- * hooks, so a program must not call urcu_bp_before_fork() and its two
- * companions itself. A fork waits while a snapshot holds writers.
+ * range again, the parent's included. The library registers its fork
+ * handlers (pthread_atfork()) when it is loaded, so a child handler that a
+ * program or another library registers later (a collector's, say) runs
+ * after the library's and may call it. They also run urcu-bp's fork hooks,
+ * so a program must not call urcu_bp_before_fork() and its two companions
+ * itself. A fork waits while a snapshot holds writers.
  *
  * Build a program against it with
  * `cc prog.c $(pkg-config --cflags --libs libuffdwp)`.

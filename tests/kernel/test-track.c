@@ -753,6 +753,75 @@ START_TEST(fork_child_tracks_again)
 }
 END_TEST
 
+/* What a collector's fork child handler does: its own context, its heap
+ * tracked again. */
+static struct {
+	struct uffdwp_ctx *ctx;
+	char *mem;
+	size_t len;
+	int backend;
+	int ret;
+} child_hook;
+
+static void child_hook_run(void)
+{
+	struct uffdwp_ctx_opts opts = { .sz = sizeof(opts),
+					.backend = child_hook.backend };
+
+	if (!child_hook.ctx)
+		return; /* another test's fork, in this process */
+	alarm(30); /* a hang here is the failure */
+	child_hook.ctx = uffdwp_ctx_free(child_hook.ctx);
+	child_hook.ret = uffdwp_ctx_new(&opts, &child_hook.ctx);
+	if (!child_hook.ret)
+		child_hook.ret = uffdwp_track(child_hook.ctx, child_hook.mem,
+					      child_hook.len, 0);
+}
+
+/*
+ * A fork handler the program registered before its first context (as
+ * bdwgc does in GC_init) makes a context and tracks in the child. The
+ * library's own handlers must have run by then: registered at its first
+ * context, they ran after the program's child handler, which hung on a
+ * claim lock still held.
+ */
+START_TEST(fork_handler_calls_library_in_child)
+{
+	int status;
+	pid_t pid;
+
+	NEED_BACKEND(backends[_i]);
+	ck_assert_int_eq(pthread_atfork(NULL, NULL, child_hook_run), 0);
+	child_hook.backend = backends[_i];
+	child_hook.len = 8 * ps;
+	child_hook.mem = map(8, PROT_READ | PROT_WRITE);
+	memset(child_hook.mem, 1, child_hook.len);
+	child_hook.ctx = new_ctx(backends[_i]);
+	ck_assert_int_eq(uffdwp_track(child_hook.ctx, child_hook.mem,
+				      child_hook.len, 0),
+			 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		size_t n = 0;
+		long got = -1;
+
+		if (!child_hook.ret) {
+			child_hook.mem[2 * ps] = 5;
+			got = uffdwp_collect(child_hook.ctx, count_run, &n);
+		}
+		_exit(child_hook.ret ? 2 : got == 1 ? 0 : 3);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(
+		WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		"child: status %#x (exit 2: the handler's track failed, 3: its collect; signal 14: the handler hung)",
+		status);
+	child_hook.ctx = uffdwp_ctx_free(child_hook.ctx);
+	munmap(child_hook.mem, child_hook.len);
+}
+END_TEST
+
 struct churn {
 	int backend;
 	atomic_int stop;
@@ -1121,7 +1190,8 @@ static void add_backend_cases(Suite *s, int i)
 		    foreign_mapping_inside_range } },
 		{ "fork",
 		  180,
-		  { fork_child_tracks_again, fork_while_tracking_elsewhere } },
+		  { fork_child_tracks_again, fork_while_tracking_elsewhere,
+		    fork_handler_calls_library_in_child } },
 		{ "kinds", 60, { memfd_shmem, file_shared, thp_policy } },
 	};
 	test_add_groups(s, name, i, groups, ARRAY_LEN(groups));
