@@ -274,6 +274,7 @@ static void *handler_main(void *arg)
 	size_t n, i, np, room, nd;
 	ssize_t got;
 
+	sem_post(&s->started);
 	for (;;) {
 		timeout = -1;
 		if (h->nretry)
@@ -346,6 +347,7 @@ int handler_start(struct uffdwp_ctx *ctx, struct sync_state *s, unsigned int n)
 	s->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (s->stopfd < 0)
 		return neg_errno();
+	sem_init(&s->started, 0, 0);
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	for (i = 0; i < n; i++) {
@@ -375,6 +377,17 @@ int handler_start(struct uffdwp_ctx *ctx, struct sync_state *s, unsigned int n)
 		s->nthreads++;
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	/*
+	 * Return only once every handler runs its own loop, which allocates
+	 * nothing. A thread still starting may be inside the allocator (the
+	 * thread library frees memory there, and ASan's per-thread setup
+	 * allocates), and an allocator that does not lock itself across
+	 * fork(), as ASan's does not before LLVM 17, hangs the child of a
+	 * fork() made right after uffdwp_ctx_new() at its first malloc().
+	 */
+	for (i = 0; i < s->nthreads; i++)
+		while (sem_wait(&s->started) && errno == EINTR)
+			;
 	if (ret)
 		handler_stop(s);
 	return ret;
@@ -431,4 +444,5 @@ void handler_stop(struct sync_state *s)
 	s->nthreads = 0;
 	close(s->stopfd);
 	s->stopfd = -1;
+	sem_destroy(&s->started);
 }

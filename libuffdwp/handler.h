@@ -8,6 +8,7 @@
 #define UFFDWP_HANDLER_H
 
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdbool.h>
 
@@ -36,9 +37,12 @@ struct sync_state {
 	/* The pausing thread's signal mask, kept while it holds resolve
 	 * exclusively (segv.h: a paused collect is a signal window). */
 	sigset_t pause_mask;
+	/* Posted by each handler as it enters its loop (handler_start()). */
+	sem_t started;
 };
 
-/* Start @n handler threads with every signal blocked. */
+/* Start @n handler threads with every signal blocked; returns once each
+ * has entered its loop. */
 int handler_start(struct uffdwp_ctx *ctx, struct sync_state *s, unsigned int n);
 void handler_stop(struct sync_state *s);
 
