@@ -9,7 +9,9 @@
 #   ./quickstart.sh test   set up, build, run every test suite, here and
 #                          under Debian's 6.1 and 6.12 kernels in qemu;
 #                          prove the demo and the Debian packages in a
-#                          bare Debian 12 root (tests/fresh-root)
+#                          bare Debian 12 root (tests/fresh-root); run
+#                          bdwgc's gctest on the libuffdwp VDB
+#                          (contrib/bdwgc)
 #
 # Missing Debian packages are installed with apt-get when run as root;
 # otherwise the exact apt-get line is printed and the script stops.
@@ -24,6 +26,9 @@ VM_PKGS="qemu-system-x86 busybox-static xz-utils zstd"
 # The fresh-root stage: a bare Debian 12 root, the Debian packages built in
 # it and checked here (tests/fresh-root).
 FRESH_PKGS="mmdebstrap lintian git"
+# The garbage-collector stage: Debian's bdwgc source with the libuffdwp VDB
+# of contrib/bdwgc, built and run under each backend (run-gctest).
+GC_PKGS="dpkg-dev make patch"
 
 # Each set-up step's output goes to a log of its own, shown when the step
 # fails: a quiet success, never a silent failure.
@@ -120,21 +125,26 @@ run_tests() {
 	return $status
 }
 
-# The fresh-root stage: its checks count as tests; a stage that could not
-# run at all (no packages to fetch) counts as one failure, never a skip.
-run_fresh_root() {
-	status=0
+# run_stage NAME PREFIX COMMAND...: a stage run by a script of its own that
+# prints "PREFIX: PASS ..." and "PREFIX: FAIL ..." lines, its output kept in
+# $logdir/NAME.log. Its checks count as tests;
+# exit 77 (the machine lacks the mechanism) counts as one skip; a stage that
+# failed without a FAIL line (it could not run at all) counts as one
+# failure, never a skip.
+run_stage() {
+	name=$1 prefix=$2
+	shift 2
 	start=$(date +%s)
 	mkdir -p "$logdir"
-	log=$logdir/fresh-root.log
+	log=$logdir/$name.log
 	{
-		tests/fresh-root/run-fresh-root 2>&1
-		echo $? >"$logdir/fresh-root.status"
+		"$@" 2>&1
+		echo $? >"$logdir/$name.status"
 	} | tee "$log"
-	status=$(cat "$logdir/fresh-root.status")
-	echo "== fresh-root: $(($(date +%s) - start)) s"
-	passed=$(grep -c '^fresh-root: PASS ' "$log" || true)
-	failed=$(grep -c '^fresh-root: FAIL ' "$log" || true)
+	status=$(cat "$logdir/$name.status")
+	echo "== $name: $(($(date +%s) - start)) s"
+	passed=$(grep -c "^$prefix: PASS " "$log" || true)
+	failed=$(grep -c "^$prefix: FAIL " "$log" || true)
 	skipped=0
 	if [ "$status" -eq 77 ]; then
 		skipped=1
@@ -173,7 +183,7 @@ demo)
 	./build/examples/ckpt --restore --dir "$ckdir/ckpt"
 	;;
 test)
-	ensure_pkgs $BUILD_PKGS $TEST_PKGS $VM_PKGS $FRESH_PKGS
+	ensure_pkgs $BUILD_PKGS $TEST_PKGS $VM_PKGS $FRESH_PKGS $GC_PKGS
 	total_passed=0 total_failed=0 total_skipped=0
 	rc=0
 	echo "== build: plain"
@@ -186,7 +196,10 @@ test)
 	echo "== tests: unit suite under valgrind"
 	run_tests build testlog-valgrind.json --setup valgrind --suite unit || rc=1
 	echo "== fresh Debian 12 root: the README's demo as root and as a user, the Debian packages, meson dist"
-	run_fresh_root || rc=1
+	run_stage fresh-root fresh-root tests/fresh-root/run-fresh-root || rc=1
+	echo "== garbage collector: bdwgc's gctest on the libuffdwp VDB, every backend (contrib/bdwgc)"
+	run_stage gctest run-gctest contrib/bdwgc/run-gctest --lib-build build ||
+		rc=1
 	echo "== build: ASan + UBSan"
 	start=$(date +%s)
 	configure build-asan -Dtests=enabled -Ddocs=disabled \
@@ -201,6 +214,12 @@ test)
 		# each other's threads for seconds.
 		run_tests build "testlog-$setup.json" --setup "$setup" \
 			--suite kernel --num-processes 1 || rc=1
+	done
+	for series in 6.1 6.12; do
+		echo "== kernel matrix: bdwgc's gctest on soft_dirty under $series"
+		run_stage "gctest-vm$series" run-gctest contrib/bdwgc/run-gctest \
+			--lib-build build --vm "$series" --backends soft_dirty \
+			--reuse --timeout 600 || rc=1
 	done
 	echo
 	echo "tests: $total_passed passed, $total_failed failed, $total_skipped skipped"
