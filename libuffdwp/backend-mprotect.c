@@ -321,6 +321,13 @@ static int mp_track(struct uffdwp_ctx *ctx, struct region *r)
 {
 	int ret;
 
+	/* A thread that blocks SIGSEGV would die on its first write here:
+	 * refuse while one exists, unless the caller vouches that none
+	 * writes the range (threads started later are the caller's to
+	 * check; uffdwp.h). When /proc cannot tell, track. */
+	if (!(r->flags & UFFDWP_TRACK_SIGSEGV_BLOCKERS) &&
+	    segv_blocked_somewhere() > 0)
+		return -EDEADLK;
 	pthread_mutex_lock(&table_lock);
 	ret = install_handler();
 	if (!ret)

@@ -28,6 +28,7 @@
 #include "snapshot.h"
 #include "syncwp.h"
 #include "pagemap.h"
+#include "segv.h"
 #include "testhooks.h"
 #include "uffd.h"
 #include "vma.h"
@@ -514,19 +515,42 @@ static int arm_async(struct uffdwp_ctx *ctx, struct region *r)
 	return ret;
 }
 
+/*
+ * A range that stayed on the synchronous userfaultfd after a snapshot
+ * (its move back found a thread blocking SIGSEGV): its instant is
+ * uffd_sync's, a harvest that leaves every page protected.
+ */
+static int snap_begin_moved(struct uffdwp_ctx *ctx,
+			    struct uffdwp_snapshot *snap, struct region *r)
+{
+	struct sync_state *ss = st(ctx)->sync;
+	int ret;
+
+	handler_pause(ss);
+	handler_quiesce_events(ss);
+	ret = syncwp_harvest_locked(ctx, ss, &r, 1);
+	if (!ret)
+		snapshot_publish(snap, ss);
+	handler_resume(ss);
+	return ret;
+}
+
 static int async_snap_begin(struct uffdwp_ctx *ctx,
 			    struct uffdwp_snapshot *snap)
 {
 	struct async_state *s = st(ctx);
 	struct region *r = snapshot_region(snap);
 	struct sync_state *ss;
+	bool ungated = false;
 	struct gate g;
 	int ret;
 
 	if (r->memtype == MEM_FILE)
 		return -EOPNOTSUPP; /* no synchronous write-protect for files */
-	if (r->moved || r->unwatched)
-		return -EBUSY; /* a failed move back: not on uffd_async */
+	if (r->unwatched)
+		return -EBUSY; /* a failed move back: on no userfaultfd */
+	if (r->moved)
+		return snap_begin_moved(ctx, snap, r);
 	if (!s->sync) {
 		ret = syncwp_open(ctx, 1, &s->sync);
 		if (ret)
@@ -540,7 +564,12 @@ static int async_snap_begin(struct uffdwp_ctx *ctx,
 		own_free(r);
 		return ret;
 	}
-	ret = gate_close(&g);
+	/* A thread that blocks SIGSEGV would die at the gate: move without
+	 * one (also when /proc cannot tell), and count every page as
+	 * written once, since a write between the two registrations is
+	 * seen by neither. */
+	ungated = segv_blocked_somewhere() != 0;
+	ret = ungated ? 0 : gate_close(&g);
 	if (ret)
 		goto out;
 	/* Writers are held. What they wrote goes to pending; presence is
@@ -570,14 +599,22 @@ static int async_snap_begin(struct uffdwp_ctx *ctx,
 	 * through the harvest of the publish). */
 	movez_note(s, r, false);
 	r->moved = true;
+	if (ungated) {
+		/* After the protect: from it on, the handler sees writes. */
+		ret = own_each_mapped(r);
+		if (!ret)
+			dirtymap_take(&r->pending, &r->recorded);
+	}
 	handler_pause(ss);
 	handler_quiesce_events(ss);
-	ret = syncwp_harvest_locked(ctx, ss, &r, 1);
+	if (!ret)
+		ret = syncwp_harvest_locked(ctx, ss, &r, 1);
 	if (!ret)
 		snapshot_publish(snap, ss);
 	handler_resume(ss);
 open:
-	gate_open(&g);
+	if (!ungated)
+		gate_open(&g);
 out:
 	gate_release(&g);
 	if (ret && !r->moved && !r->unwatched)
@@ -598,7 +635,10 @@ static void async_snap_end(struct uffdwp_ctx *ctx, struct uffdwp_snapshot *snap)
 	handler_quiesce_events(ss);
 	prepared = !own_drop_gone(r) &&
 		   !gate_prepare(&g, r->start, r->end, own_spans(r), r->nown);
-	gated = prepared && !gate_close(&g);
+	/* Not with a thread that blocks SIGSEGV: it would die at the gate.
+	 * The range then stays synchronous until a later snapshot ends
+	 * without one. */
+	gated = prepared && segv_blocked_somewhere() == 0 && !gate_close(&g);
 	handler_pause(ss);
 	snapshot_unpublish(snap, ss);
 	if (!gated) {

@@ -257,7 +257,8 @@ UFFDWP_EXPORT int uffdwp_track(struct uffdwp_ctx *ctx, void *addr, size_t len,
 	ret = check_range(addr, len);
 	if (ret)
 		return ret;
-	if (flags & ~(unsigned int)UFFDWP_TRACK_HUGE)
+	if (flags &
+	    ~(unsigned int)(UFFDWP_TRACK_HUGE | UFFDWP_TRACK_SIGSEGV_BLOCKERS))
 		return -EINVAL;
 
 	pthread_mutex_lock(&ctx->lock);

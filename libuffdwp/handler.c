@@ -348,7 +348,9 @@ int handler_start(struct uffdwp_ctx *ctx, struct sync_state *s, unsigned int n)
 	if (s->stopfd < 0)
 		return neg_errno();
 	sem_init(&s->started, 0, 0);
-	sigfillset(&all);
+	/* Every asynchronous signal blocked, the synchronous ones not: a
+	 * library thread never counts as one that blocks SIGSEGV (segv.h). */
+	segv_thread_mask(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	for (i = 0; i < n; i++) {
 		h = handler_zalloc(sizeof(*h));

@@ -14,6 +14,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "segv.h"
 #include "pagemap.h"
 #include "probe.h"
 #include "uffd.h"
@@ -182,7 +183,7 @@ static int sync_round_trip(int mode, char *why, size_t wlen)
 
 	/* The writer must not run the application's signal handlers. */
 	w.addr = p;
-	sigfillset(&all);
+	segv_thread_mask(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	err = -pthread_create(&tid, NULL, fault_writer_fn, &w);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);

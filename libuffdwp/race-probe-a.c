@@ -42,6 +42,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "segv.h"
 #include "pagemap.h"
 #include "race-probe.h"
 #include "uffd.h"
@@ -646,7 +647,7 @@ static int a_kernel(struct race_run *run, uint64_t t0)
 
 	flt0 = minor_faults();
 	/* Helper threads take no signal meant for the application. */
-	sigfillset(&all);
+	segv_thread_mask(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	for (i = 0; i < n; i++) {
 		ret = pthread_create(&tid[i], NULL, role[i], &k);
@@ -925,7 +926,7 @@ static int a_model(struct race_run *run, uint64_t t0)
 	for (i = 0; i < M_WRITERS; i++)
 		m.slot[i].ack = UINT64_MAX;
 
-	sigfillset(&all);
+	segv_thread_mask(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	for (i = 0; i < M_WRITERS; i++) {
 		w[i] = (struct m_writer){ &m, i };

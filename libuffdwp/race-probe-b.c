@@ -22,6 +22,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "segv.h"
 #include "race-probe.h"
 #include "testhooks.h"
 
@@ -191,7 +192,7 @@ int race_probe_b(struct race_run *run)
 	uffdwp_test_hooks.async_get_then_protect = run->variant ==
 						   RACE_GET_THEN_PROTECT;
 
-	sigfillset(&all);
+	segv_thread_mask(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	for (i = 0; i < B_WRITERS; i++) {
 		w[i] = (struct b_writer){ &st, i, 0 };

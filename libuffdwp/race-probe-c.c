@@ -38,6 +38,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "segv.h"
 #include "race-probe.h"
 #include "uffd.h"
 
@@ -333,7 +334,7 @@ static bool c_round(struct c_state *st, struct c_writer *w, uint64_t round)
 		 * wait until both have made progress so the ioctl surely
 		 * comes after, as a preempted one would on a busy host. */
 		__atomic_store_n(&st->early, 0, __ATOMIC_SEQ_CST);
-		sigfillset(&all);
+		segv_thread_mask(&all);
 		pthread_sigmask(SIG_SETMASK, &all, &old);
 		ret = pthread_create(&copier, NULL, c_early_copier_main, st);
 		pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -528,7 +529,7 @@ int race_probe_c(struct race_run *run)
 	}
 
 	/* Helpers take no signal: a handler must run in the caller only. */
-	sigfillset(&all);
+	segv_thread_mask(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	have_handler = !pthread_create(&handler, NULL, c_handler_main, &st);
 	for (i = 0; have_handler && i < C_WRITERS; i++) {

@@ -1,8 +1,14 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The library's signal discipline: see segv.h. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <ucontext.h>
+#include <unistd.h>
 
 #include "internal.h"
 #include "segv.h"
@@ -11,7 +17,7 @@
 static const int sync_signals[] = { SIGSEGV, SIGBUS,  SIGILL,
 				    SIGFPE,  SIGTRAP, SIGSYS };
 
-static void async_set(sigset_t *set)
+void segv_thread_mask(sigset_t *set)
 {
 	size_t i;
 
@@ -31,7 +37,7 @@ int segv_install(void (*fn)(int, siginfo_t *, void *),
 	 * is delivered; a blocked SIGSEGV would be a forced kill. */
 	sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK | SA_NODEFER;
 	/* No asynchronous signal while in flight (see segv.h). */
-	async_set(&sa.sa_mask);
+	segv_thread_mask(&sa.sa_mask);
 	if (sigaction(SIGSEGV, &sa, previous))
 		return neg_errno();
 	return 0;
@@ -76,11 +82,71 @@ void segv_window_enter(sigset_t *old)
 {
 	sigset_t set;
 
-	async_set(&set);
+	segv_thread_mask(&set);
 	pthread_sigmask(SIG_BLOCK, &set, old);
 }
 
 void segv_window_leave(const sigset_t *old)
 {
 	pthread_sigmask(SIG_SETMASK, old, NULL);
+}
+
+/* Whether the "SigBlk:" line of one thread's status file has SIGSEGV. */
+static int status_blocks_segv(int dirfd, const char *tid)
+{
+	char path[64], buf[4096], *line;
+	unsigned long long mask;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/status", tid);
+	fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT || errno == ESRCH ? 0 : neg_errno();
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n < 0)
+		return errno == ESRCH ? 0 : neg_errno(); /* exited meanwhile */
+	buf[n] = '\0';
+	line = strstr(buf, "\nSigBlk:");
+	if (!line || sscanf(line + 8, "%llx", &mask) != 1)
+		return -EIO;
+	return !!(mask & (1ULL << (SIGSEGV - 1)));
+}
+
+static int one_look(void)
+{
+	struct dirent *e;
+	int ret = 0;
+	DIR *d;
+
+	d = opendir("/proc/self/task");
+	if (!d)
+		return neg_errno();
+	while (!ret && (e = readdir(d)))
+		if (e->d_name[0] != '.')
+			ret = status_blocks_segv(dirfd(d), e->d_name);
+	closedir(d);
+	return ret;
+}
+
+/*
+ * A thread blocks every signal for a moment while glibc creates a thread
+ * (both the creator and the new thread, until it takes its own mask), and
+ * so do posix_spawn() and others: only a thread seen blocking in three
+ * looks a millisecond apart counts.
+ */
+int segv_blocked_somewhere(void)
+{
+	const struct timespec ms = { .tv_nsec = 1000 * 1000 };
+	int look, ret = 0;
+
+	for (look = 0; look < 3; look++) {
+		if (look)
+			nanosleep(&ms, NULL);
+		ret = one_look();
+		if (ret <= 0)
+			break;
+	}
+	return ret;
 }

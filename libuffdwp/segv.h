@@ -37,9 +37,23 @@ int segv_install(void (*fn)(int, siginfo_t *, void *),
 void segv_chain(const struct sigaction *previous, int sig, siginfo_t *info,
 		void *uctx);
 
+/* Every asynchronous signal: the mask of the library's own threads. */
+void segv_thread_mask(sigset_t *set);
+
 /* Block every asynchronous signal in this thread; @old gets the mask. */
 void segv_window_enter(sigset_t *old);
 /* Restore the mask segv_window_enter() saved. */
 void segv_window_leave(const sigset_t *old);
+
+/*
+ * 1 if a thread of this process blocks SIGSEGV, 0 if none does, or -errno
+ * when /proc cannot tell. Such a thread cannot take a library SIGSEGV: the
+ * kernel forces a blocked synchronous signal, and the process dies. A
+ * thread may block it after the look: callers look right before relying
+ * on the signal. Blocking for a moment (thread creation) does not count.
+ * Reads /proc/self/task (allocates; not signal-safe); a few milliseconds
+ * when some thread blocks it.
+ */
+int segv_blocked_somewhere(void);
 
 #endif /* UFFDWP_SEGV_H */

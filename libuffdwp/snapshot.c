@@ -743,7 +743,9 @@ static int start_copiers(struct uffdwp_snapshot *snap)
 	unsigned int i;
 	int ret = 0;
 
-	sigfillset(&all);
+	/* Every asynchronous signal blocked, the synchronous ones not: a
+	 * library thread never counts as one that blocks SIGSEGV (segv.h). */
+	segv_thread_mask(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	/* None may finish (and tear down) before all are counted. */
 	pthread_mutex_lock(&snap->mu);

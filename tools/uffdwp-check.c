@@ -8,9 +8,12 @@
  *   uffdwp-check                  readable report
  *   uffdwp-check --json           the same, as JSON with stable keys
  *   uffdwp-check --feature NAME   exit 0 if present, 1 if absent
+ *   uffdwp-check --threads PID    the threads of PID that block SIGSEGV
  */
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -193,6 +196,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"Usage: uffdwp-check [--json] [--feature NAME]\n"
 		"       uffdwp-check --race-probe [--seconds N] [--mechanism M] [--json]\n"
+		"       uffdwp-check --threads PID\n"
 		"\n"
 		"Reports what this kernel and process offer for dirty-page tracking,\n"
 		"which backend AUTO chooses and why, and the known kernel defects.\n"
@@ -203,6 +207,9 @@ static void usage(FILE *f)
 		"                       exit 0 pass, 1 fail, 77 inconclusive\n"
 		"  -s, --seconds N      the race probe's time budget\n"
 		"  -m, --mechanism M    uffd_sync, uffd_async or soft_dirty (default: all)\n"
+		"  -t, --threads PID    list PID's threads that block SIGSEGV (the mprotect\n"
+		"                       backend refuses to track while one exists):\n"
+		"                       exit 0 none, 1 some\n"
 		"  -V, --version        print the library version\n"
 		"  -h, --help           print this help\n"
 		"\n"
@@ -210,7 +217,9 @@ static void usage(FILE *f)
 	for (i = 0; i < N_FEATURES; i++)
 		fprintf(f, "  %-24s %s\n", features[i].name, features[i].help);
 	fprintf(f,
-		"\nExit status: 0 ok or present, 1 absent, 2 usage error, 3 probe failed.\n");
+		"\nExit status: 0 ok or present, 1 absent (or a race fail, or threads that\n"
+		"block SIGSEGV), 2 usage error, 3 probe failed (or PID unreadable),\n"
+		"77 race probe inconclusive.\n");
 }
 
 static const char *thp_name(int thp)
@@ -408,6 +417,8 @@ static void print_table(const struct uffdwp_caps *c)
 		printf("%-11s %-6s %s\n", uffdwp_backend_name(backends[i]),
 		       yes(c->backend[backends[i]].usable),
 		       c->backend[backends[i]].reason);
+	printf("\nmprotect, and uffd_async's snapshot moves, raise SIGSEGV in writers:\n"
+	       "a thread that blocks it would die (see uffdwp.h; --threads PID lists them)\n");
 	printf("\nauto: %s (%s)\n",
 	       c->auto_backend ? uffdwp_backend_name(c->auto_backend) : "none",
 	       c->auto_reason);
@@ -429,6 +440,56 @@ static void print_table(const struct uffdwp_caps *c)
 		printf("      detected: %s\n", d.detection);
 		printf("      action:   %s\n", d.action);
 	}
+}
+
+/*
+ * A thread whose mask blocks SIGSEGV dies on a fault the library would
+ * have handled (the kernel forces the signal to its default action):
+ * the mprotect backend refuses to track while one exists, and uffd_async
+ * snapshots move their ranges without holding writers (uffdwp.h).
+ */
+static int threads_main(const char *pid)
+{
+	char path[320], buf[4096], comm[64], *line;
+	unsigned long long mask;
+	int nblocking = 0;
+	struct dirent *e;
+	FILE *f;
+	DIR *d;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%s/task", pid);
+	d = opendir(path);
+	if (!d) {
+		fprintf(stderr, "uffdwp-check: %s: %s\n", path,
+			strerror(errno));
+		return EXIT_PROBE_FAILED;
+	}
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/task/%s/status", pid,
+			 e->d_name);
+		f = fopen(path, "re");
+		if (!f)
+			continue; /* exited meanwhile */
+		n = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		buf[n] = '\0';
+		line = strstr(buf, "\nSigBlk:");
+		if (!line || sscanf(line + 8, "%llx", &mask) != 1 ||
+		    !(mask & (1ULL << (SIGSEGV - 1))))
+			continue;
+		comm[0] = '\0';
+		if (sscanf(buf, "Name:\t%63[^\n]", comm) != 1)
+			strcpy(comm, "?");
+		printf("thread %s (%s) blocks SIGSEGV\n", e->d_name, comm);
+		nblocking++;
+	}
+	closedir(d);
+	if (!nblocking)
+		printf("no thread of %s blocks SIGSEGV\n", pid);
+	return nblocking ? 1 : 0;
 }
 
 static int race_mechanism(const char *s)
@@ -558,18 +619,20 @@ int main(int argc, char **argv)
 		{ "race-probe", no_argument, NULL, 'r' },
 		{ "seconds", required_argument, NULL, 's' },
 		{ "mechanism", required_argument, NULL, 'm' },
+		{ "threads", required_argument, NULL, 't' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	struct uffdwp_caps caps = { .sz = sizeof(caps) };
 	const struct feature *feat = NULL;
+	const char *threads = NULL;
 	bool json = false, race = false;
 	double seconds = 0;
 	int opt, err, mechanism = 0;
 	char *end;
 
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "jf:Vhrs:m:", opts, NULL)) !=
+	while ((opt = getopt_long(argc, argv, "jf:Vhrs:m:t:", opts, NULL)) !=
 	       -1) {
 		switch (opt) {
 		case 'r':
@@ -594,6 +657,17 @@ int main(int argc, char **argv)
 				usage(stderr);
 				return EXIT_USAGE;
 			}
+			break;
+		case 't':
+			if (!*optarg ||
+			    strspn(optarg, "0123456789") != strlen(optarg)) {
+				fprintf(stderr,
+					"uffdwp-check: --threads wants a process id, not '%s'\n\n",
+					optarg);
+				usage(stderr);
+				return EXIT_USAGE;
+			}
+			threads = optarg;
 			break;
 		case 'j':
 			json = true;
@@ -641,6 +715,13 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return EXIT_USAGE;
 	}
+	if (threads && (race || feat || json)) {
+		fprintf(stderr, "uffdwp-check: --threads goes alone\n\n");
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (threads)
+		return threads_main(threads);
 	if (race)
 		return race_main(seconds, mechanism, json);
 

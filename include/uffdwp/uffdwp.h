@@ -13,8 +13,28 @@
  *   that knows a longer structure fills only the first @c sz bytes; a library
  *   that knows a shorter one accepts the call only when every byte past its
  *   own size is zero (otherwise -E2BIG), so programs and libraries of
- *   different versions work together.
+ *   different versions work together. That check reads the caller's
+ *   object up to @c sz: an @c sz larger than the object the caller really
+ *   passes reads past it (as libbpf's structures do). Set it with sizeof.
  * - The library prints nothing and starts no thread unless a call says so.
+ *
+ * Threads that block `SIGSEGV` (thread pools often start with every signal
+ * blocked): the kernel forces a fault's `SIGSEGV` on such a thread, to its
+ * default action, and the process dies. So:
+ * - mprotect tracks through that signal: uffdwp_track() refuses with
+ *   -EDEADLK while a thread of the process blocks `SIGSEGV`, unless the
+ *   caller says with #UFFDWP_TRACK_SIGSEGV_BLOCKERS that those threads
+ *   never write the range. A thread that blocks it and writes a tracked
+ *   range kills the process:
+ *   keep `SIGSEGV` unblocked in every thread that may write, or use another
+ *   backend (`uffdwp-check --threads PID` lists the threads that block it).
+ * - uffd_async's snapshot moves, which would hold writers in a `SIGSEGV`
+ *   handler, are made without that hold while such a thread exists: every
+ *   page of the range then counts as written before the instant (the next
+ *   incremental snapshot of it is whole), and after the snapshot the range
+ *   stays on the synchronous userfaultfd (exact, each first write a handler
+ *   round trip) until a later snapshot ends with no such thread.
+ * - uffd_sync and soft_dirty raise no signal.
  *
  * Signals, and programs that stop the world with them (garbage collectors,
  * runtimes, profilers):
@@ -311,6 +331,14 @@ enum uffdwp_track_flags {
 	 * 2 MiB pages (uffdwp_stats::granularity says which).
 	 */
 	UFFDWP_TRACK_HUGE = 1u << 0,
+	/**
+	 * mprotect: track even while threads of the process block `SIGSEGV`
+	 * (by default -EDEADLK): the caller knows those threads never write
+	 * this range, which would kill the process. A garbage collector's
+	 * marker threads (bdwgc's start with every signal blocked) or a
+	 * timer's helper thread are such threads. Other backends ignore it.
+	 */
+	UFFDWP_TRACK_SIGSEGV_BLOCKERS = 1u << 1,
 };
 
 /**
@@ -430,7 +458,9 @@ const char *uffdwp_ctx_backend_reason(const struct uffdwp_ctx *ctx);
  *         -EEXIST overlaps a tracked range; -EFAULT part of the range is not
  *         mapped; -EACCES the range is not readable and writable;
  *         -EOPNOTSUPP this backend cannot track this kind of memory;
- *         -ECHILD after fork; -ENOMEM.
+ *         -EDEADLK mprotect only: a thread of the process blocks `SIGSEGV`
+ *         and @p flags lack #UFFDWP_TRACK_SIGSEGV_BLOCKERS (see the top
+ *         of this header); -ECHILD after fork; -ENOMEM.
  * @note Thread-safe; serialised with the other calls on @p ctx.
  */
 int uffdwp_track(struct uffdwp_ctx *ctx, void *addr, size_t len,
@@ -669,7 +699,8 @@ struct uffdwp_snapshot_status {
  * and back afterwards: during each move (a few system calls) the range is
  * read-only and a writer's `SIGSEGV` is held by a library handler until
  * the move is done, and system calls writing into the range fail with
- * EFAULT meanwhile. soft_dirty and mprotect cannot hold a writer before
+ * EFAULT meanwhile (while a thread blocks `SIGSEGV`, there is no hold:
+ * see the top of this header). soft_dirty and mprotect cannot hold a writer before
  * its first write and give -EOPNOTSUPP, as do file-backed ranges (no
  * synchronous write-protect for regular files).
  *
@@ -689,9 +720,9 @@ struct uffdwp_snapshot_status {
  *         @ref uffdwp_sink::place; -E2BIG as for uffdwp_probe();
  *         -ENOENT the range is not within one tracked range; -EBUSY a
  *         snapshot of that tracked range is running (or, on uffd_async,
- *         an earlier one could not move the range back: then until a
- *         collect arms it again, and for good if it stayed on the
- *         synchronous userfaultfd; tracking goes on either way); -EOPNOTSUPP the
+ *         an earlier one could not move the range back to any
+ *         userfaultfd: then until a collect arms it again; tracking goes
+ *         on either way); -EOPNOTSUPP the
  *         context's backend cannot snapshot; -ECHILD after fork;
  *         the sink's begin() error; -ENOMEM; other -errno from the kernel.
  * @note Thread-safe; serialised with the other calls on @p ctx.

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 # Tools suite: uffdwp-check's contract. The JSON has its stable keys and
 # types; --feature agrees with the JSON; AUTO is the first usable backend;
-# bad usage prints usage on stderr and exits 2.
+# bad usage prints usage on stderr and exits 2; --threads lists the
+# threads that block SIGSEGV.
 # usage: test-cli.py PATH_TO_UFFDWP_CHECK
 import json
 import os
@@ -83,6 +84,30 @@ expect(r.returncode == 0, "table exit")
 for name in names:
     expect(name in r.stdout, f"table lists {name}")
 expect(f"auto: {j['auto']}" in r.stdout, "table names auto")
+
+# --threads: a child with every signal blocked is listed (exit 1), a
+# child with none blocked is not (exit 0); a bad pid is a usage error.
+import signal
+for blocked in (True, False):
+    pre = ((lambda: signal.pthread_sigmask(signal.SIG_BLOCK,
+                                           signal.valid_signals()))
+           if blocked else None)
+    child = subprocess.Popen(["sleep", "30"], preexec_fn=pre)
+    try:
+        r = run("--threads", str(child.pid))
+    finally:
+        child.kill()
+        child.wait()
+    expect(r.returncode == (1 if blocked else 0),
+           f"--threads (blocked={blocked}): exit {r.returncode}")
+    expect(r.stdout.startswith(f"thread {child.pid} (sleep) blocks SIGSEGV")
+           if blocked else r.stdout.startswith("no thread of"),
+           f"--threads (blocked={blocked}): {r.stdout!r}")
+for args in (["--threads", "x1"], ["--threads", "1", "--json"]):
+    r = run(*args)
+    expect(r.returncode == 2, f"{args}: exit {r.returncode}")
+r = run("--threads", "999999999")
+expect(r.returncode == 3, f"--threads of no process: exit {r.returncode}")
 
 # UFFDWP_BACKEND is reported as a context would honour it.
 env = dict(os.environ, UFFDWP_BACKEND="mprotect")
