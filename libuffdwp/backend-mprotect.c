@@ -15,6 +15,12 @@
  * Collect protocol (3.3): raise the context's pause flag, wait until no
  * handler is in flight (handlers seeing the flag wait), take the recorded
  * pages, re-protect them through the wp batch, lower the flag.
+ *
+ * The program may unmap tracked memory and map something else there (a
+ * guard page, a read-only file). The library then must not touch it: it
+ * changes the protection only of mappings that are still the tracked ones
+ * (vmaid.h), at track, collect, untrack and in the handler, and passes
+ * faults on the others to the program's handler.
  */
 #include <pthread.h>
 #include <sched.h>
@@ -23,11 +29,13 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "backend.h"
 #include "segv.h"
 #include "testhooks.h"
+#include "vmaid.h"
 #include "zaps.h"
 
 struct mp_state {
@@ -88,20 +96,165 @@ static struct region *table_lookup(struct sig_table *t, uintptr_t addr)
 	return NULL;
 }
 
-static bool inherited_lookup(uintptr_t addr)
+static struct region *inherited_lookup(uintptr_t addr)
 {
 	struct sig_table *t;
+	struct region *r;
 
-	for (t = inherited; t; t = t->older)
-		if (table_lookup(t, addr))
-			return true;
+	for (t = inherited; t; t = t->older) {
+		r = table_lookup(t, addr);
+		if (r)
+			return r;
+	}
+	return NULL;
+}
+
+/* --- the range's own mappings (vmaid.h) -------------------------------- */
+
+/* Whether @v, the mapping at @addr now, is the one tracked there. */
+static bool mp_ours(const struct region *r, const struct vma_info *v,
+		    uintptr_t addr)
+{
+	size_t i;
+
+	/* The library sets only these; anything else is the program's. */
+	if (v->prot != PROT_READ && v->prot != (PROT_READ | PROT_WRITE))
+		return false;
+	for (i = 0; i < r->nids; i++)
+		if (addr >= r->ids[i].lo && addr < r->ids[i].hi)
+			return vma_id_eq(&v->id, &r->ids[i].id);
 	return false;
+}
+
+enum fault_kind { FAULT_OURS, FAULT_RETRY, FAULT_FOREIGN };
+
+/*
+ * A write fault at @page of @r: the library's to resolve, one another
+ * thread resolved already, or the program's (a replaced mapping).
+ * Where the kernel answers for one address in one call (PROCMAP_QUERY,
+ * 6.11), the mapping's whole identity is checked; before that, walking
+ * the maps text per fault would cost milliseconds in a process of many
+ * mappings, so only what the last collect found gone and whether the
+ * page is readable (a PROT_NONE guard is not) are.
+ */
+static enum fault_kind classify_fault(const struct region *r, uintptr_t page)
+{
+	struct vma_info v;
+	struct iovec local, remote;
+	char byte;
+	int ret;
+
+	if (dirtymap_test(&r->gone, region_page(r, page)))
+		return FAULT_FOREIGN;
+	if (!vma_query_cheap()) {
+		local = (struct iovec){ .iov_base = &byte, .iov_len = 1 };
+		remote = (struct iovec){ .iov_base = (void *)page,
+					 .iov_len = 1 };
+		if (process_vm_readv(getpid(), &local, 1, &remote, 1, 0) < 0 &&
+		    errno == EFAULT)
+			return FAULT_FOREIGN;
+		return FAULT_OURS;
+	}
+	ret = vma_query(page, &v);
+	if (ret == -ENOENT)
+		return FAULT_FOREIGN;
+	if (ret)
+		return FAULT_OURS; /* /proc unreadable: as before it existed */
+	if (!mp_ours(r, &v, page))
+		return FAULT_FOREIGN;
+	return v.prot & PROT_WRITE ? FAULT_RETRY : FAULT_OURS;
+}
+
+struct ids_fill {
+	struct vma_span *s;
+	size_t n, cap;
+};
+
+static int add_id(void *arg, const struct vma_info *v)
+{
+	struct ids_fill *f = arg;
+	struct vma_span *last = f->s && f->n ? &f->s[f->n - 1] : NULL;
+
+	if (last && last->hi == v->lo && vma_id_eq(&last->id, &v->id)) {
+		last->hi = v->hi;
+		return 0;
+	}
+	if (f->s && f->n < f->cap) {
+		f->s[f->n].lo = v->lo;
+		f->s[f->n].hi = v->hi;
+		f->s[f->n].id = v->id;
+	}
+	f->n++;
+	return 0;
+}
+
+/* Note the identity of @r's mappings, as the track found them. */
+static int ids_record(struct region *r)
+{
+	struct ids_fill f = { 0 };
+	int ret = vma_walk(r->start, r->end, add_id, &f);
+
+	if (ret)
+		return ret;
+	f.cap = f.n ? f.n : 1;
+	f.n = 0;
+	f.s = handler_zalloc(f.cap * sizeof(*f.s));
+	if (!f.s)
+		return -ENOMEM;
+	ret = vma_walk(r->start, r->end, add_id, &f);
+	if (ret) {
+		handler_free(f.s, f.cap * sizeof(*f.s));
+		return ret;
+	}
+	r->ids = f.s;
+	r->nids = f.cap; /* unused entries are empty spans */
+	return 0;
+}
+
+static void ids_free(struct region *r)
+{
+	handler_free(r->ids, r->nids * sizeof(*r->ids));
+	r->ids = NULL;
+	r->nids = 0;
+}
+
+/*
+ * @prot on [lo, hi) of @r, less the pages its last look found gone (not
+ * its own mapping: vmaid.h). Pages unmapped since are skipped.
+ */
+static int prot_own(const struct region *r, uintptr_t lo, uintptr_t hi,
+		    int prot)
+{
+	size_t p = region_page(r, lo), end = region_page(r, hi), q;
+	uintptr_t a;
+
+	for (; p < end; p = q) {
+		if (dirtymap_test(&r->gone, p)) {
+			q = dirtymap_next_clear(&r->gone, p);
+			continue;
+		}
+		q = dirtymap_next_set(&r->gone, p);
+		q = q < end ? q : end;
+		if (!mprotect((void *)(r->start + p * page_size()),
+			      (q - p) * page_size(), prot))
+			continue;
+		if (errno != ENOMEM)
+			return neg_errno();
+		/* The program unmapped part of the run: do what is left. */
+		for (a = r->start + p * page_size();
+		     a < r->start + q * page_size(); a += page_size())
+			if (mprotect((void *)a, page_size(), prot) &&
+			    errno != ENOMEM)
+				return neg_errno();
+	}
+	return 0;
 }
 
 static void on_segv(int sig, siginfo_t *info, void *uctx)
 {
 	int saved = errno;
 	uintptr_t addr = (uintptr_t)info->si_addr, page;
+	enum fault_kind kind;
 	struct region *r;
 	struct mp_state *s;
 
@@ -111,12 +264,16 @@ static void on_segv(int sig, siginfo_t *info, void *uctx)
 		r = table_lookup(__atomic_load_n(&table, __ATOMIC_SEQ_CST),
 				 addr);
 		if (!r && info->si_code == SEGV_ACCERR &&
-		    inherited_lookup(addr)) {
+		    (r = inherited_lookup(addr))) {
 			/* A forked child's copy of its parent's range. */
-			mprotect((void *)page, page_size(),
-				 PROT_READ | PROT_WRITE);
+			kind = classify_fault(r, page);
+			if (kind == FAULT_OURS)
+				mprotect((void *)page, page_size(),
+					 PROT_READ | PROT_WRITE);
 			__atomic_fetch_sub(&inflight, 1, __ATOMIC_SEQ_CST);
 			errno = saved;
+			if (kind == FAULT_FOREIGN)
+				segv_chain(&previous, sig, info, uctx);
 			return;
 		}
 		if (!r || info->si_code != SEGV_ACCERR) {
@@ -140,10 +297,25 @@ static void on_segv(int sig, siginfo_t *info, void *uctx)
 		__atomic_fetch_sub(&waiters, 1, __ATOMIC_SEQ_CST);
 	}
 	testhook_hold(HOLD_MPROTECT_HANDLER);
+	kind = classify_fault(r, page);
+	if (kind != FAULT_OURS) {
+		__atomic_fetch_sub(&inflight, 1, __ATOMIC_SEQ_CST);
+		errno = saved;
+		if (kind == FAULT_FOREIGN)
+			segv_chain(&previous, sig, info, uctx);
+		return;
+	}
 	/* Record before unprotecting: an unprotected page is always in the
 	 * recorded set, so a collect cannot miss its writes. */
 	dirtymap_set(&r->recorded, region_page(r, page));
-	mprotect((void *)page, page_size(), PROT_READ | PROT_WRITE);
+	if (mprotect((void *)page, page_size(), PROT_READ | PROT_WRITE)) {
+		/* Not writable at all (a file opened read-only mapped over
+		 * it): not ours, and retrying would fault for ever. */
+		__atomic_fetch_sub(&inflight, 1, __ATOMIC_SEQ_CST);
+		errno = saved;
+		segv_chain(&previous, sig, info, uctx);
+		return;
+	}
 	cnt_add(&r->ctx->cnt.faults, 1);
 	__atomic_fetch_sub(&inflight, 1, __ATOMIC_SEQ_CST);
 	errno = saved;
@@ -202,27 +374,42 @@ static int install_handler(void)
 	return 0;
 }
 
+/*
+ * @prot on a run of the wp batch: only where the mapping is still the one
+ * its range tracked. Runs of one range may merge across gaps, and ranges
+ * that touch may merge: each part is checked against its own range.
+ */
+static int prot_run(uintptr_t start, size_t len, int prot)
+{
+	uintptr_t a = start, end = start + len, b;
+	struct sig_table *t;
+	size_t i;
+	int ret = 0;
+
+	pthread_mutex_lock(&table_lock);
+	t = table;
+	for (i = 0; t && i < t->n && !ret && a < end; i++) {
+		if (t->r[i]->end <= a)
+			continue;
+		if (t->r[i]->start >= end)
+			break;
+		a = a > t->r[i]->start ? a : t->r[i]->start;
+		b = t->r[i]->end < end ? t->r[i]->end : end;
+		ret = prot_own(t->r[i], a, b, prot);
+		a = b;
+	}
+	pthread_mutex_unlock(&table_lock);
+	return ret;
+}
+
 static int mp_protect(void *arg, uintptr_t start, size_t len)
 {
-	uintptr_t a;
-
-	if (!mprotect((void *)start, len, PROT_READ))
-		return 0;
-	if (errno != ENOMEM)
-		return neg_errno();
-	/* The program unmapped part of the run: protect what is left. */
-	for (a = start; a < start + len; a += page_size())
-		if (mprotect((void *)a, page_size(), PROT_READ) &&
-		    errno != ENOMEM)
-			return neg_errno();
-	return 0;
+	return prot_run(start, len, PROT_READ);
 }
 
 static int mp_unprotect(void *arg, uintptr_t start, size_t len)
 {
-	return mprotect((void *)start, len, PROT_READ | PROT_WRITE) ?
-		       neg_errno() :
-		       0;
+	return prot_run(start, len, PROT_READ | PROT_WRITE);
 }
 
 static const struct wp_target mp_target = {
@@ -250,18 +437,6 @@ static int mp_init(struct uffdwp_ctx *ctx, const struct uffdwp_ctx_opts *o)
 	return 0;
 }
 
-/* Make [start, start + len) writable, around what is no longer mapped. */
-static void writable_again(uintptr_t start, size_t len)
-{
-	uintptr_t a;
-
-	if (!mprotect((void *)start, len, PROT_READ | PROT_WRITE) ||
-	    errno != ENOMEM)
-		return;
-	for (a = start; a < start + len; a += page_size())
-		mprotect((void *)a, page_size(), PROT_READ | PROT_WRITE);
-}
-
 static void mp_fini(struct uffdwp_ctx *ctx, bool in_child)
 {
 	struct mp_state *s = ctx->bdata;
@@ -273,8 +448,8 @@ static void mp_fini(struct uffdwp_ctx *ctx, bool in_child)
 	 * child can track them again (tracking needs them writable). */
 	for (i = 0; in_child && set && i < set->n; i++)
 		if (set->r[i])
-			writable_again(set->r[i]->start,
-				       set->r[i]->end - set->r[i]->start);
+			prot_own(set->r[i], set->r[i]->start, set->r[i]->end,
+				 PROT_READ | PROT_WRITE);
 
 	/* Handlers waiting out a pause read s->paused: let them leave. (In
 	 * a child none can: the inherited table points at no context.) */
@@ -328,13 +503,19 @@ static int mp_track(struct uffdwp_ctx *ctx, struct region *r)
 	if (!(r->flags & UFFDWP_TRACK_SIGSEGV_BLOCKERS) &&
 	    segv_blocked_somewhere() > 0)
 		return -EDEADLK;
+	vma_query_init();
+	ret = ids_record(r);
+	if (ret)
+		return ret;
 	pthread_mutex_lock(&table_lock);
 	ret = install_handler();
 	if (!ret)
 		ret = table_update(r, NULL);
 	pthread_mutex_unlock(&table_lock);
-	if (ret)
+	if (ret) {
+		ids_free(r);
 		return ret;
+	}
 	ret = zaps_note(&((struct mp_state *)ctx->bdata)->zaps, r, true);
 	if (!ret)
 		ret = wpbatch_protect(&ctx->batch, r->start, r->end - r->start,
@@ -343,14 +524,23 @@ static int mp_track(struct uffdwp_ctx *ctx, struct region *r)
 		ret = wpbatch_flush(&ctx->batch, &mp_target);
 	if (ret) {
 		pthread_mutex_lock(&table_lock);
-		table_update(NULL, r);
+		while (table_update(NULL, r))
+			relax();
 		pthread_mutex_unlock(&table_lock);
+		ids_free(r);
 	}
 	return ret;
 }
 
+static int note_foreign(const struct uffdwp_ctx *ctx, uintptr_t lo,
+			uintptr_t hi);
+
 static void mp_untrack(struct uffdwp_ctx *ctx, struct region *r)
 {
+	/* What is not its own mapping now stays as the program made it. */
+	pthread_mutex_lock(&table_lock);
+	note_foreign(ctx, r->start, r->end);
+	pthread_mutex_unlock(&table_lock);
 	/* Writable first, then forgotten: a late fault still finds it. */
 	if (!wpbatch_unprotect(&ctx->batch, r->start, r->end - r->start))
 		wpbatch_flush(&ctx->batch, &mp_target);
@@ -358,6 +548,114 @@ static void mp_untrack(struct uffdwp_ctx *ctx, struct region *r)
 	while (table_update(NULL, r))
 		relax();
 	pthread_mutex_unlock(&table_lock);
+	/* No handler reads it now (the update waited for them). */
+	ids_free(r);
+}
+
+/*
+ * Which pages of @ctx's ranges in [lo, hi) are not their own mapping now
+ * (gone: unmapped, or replaced), and which came back (a hole mapped again,
+ * a protection restored): those count as written, since their writes
+ * raised no fault. One walk of the mappings for all of them; caller holds
+ * table_lock.
+ */
+struct foreign_walk {
+	const struct sig_table *t;
+	const struct uffdwp_ctx *ctx;
+	size_t i;
+	uintptr_t prev;
+};
+
+static void mark_gone(struct region *r, uintptr_t lo, uintptr_t hi)
+{
+	dirtymap_set_range(&r->gone, region_page(r, lo),
+			   (hi - lo) / page_size());
+}
+
+static void back_home(struct region *r, uintptr_t lo, uintptr_t hi)
+{
+	size_t p, end = region_page(r, hi);
+
+	for (p = dirtymap_next_set(&r->gone, region_page(r, lo)); p < end;
+	     p = dirtymap_next_set(&r->gone, p + 1)) {
+		dirtymap_set(&r->recorded, p);
+		dirtymap_clear_range(&r->gone, p, 1);
+	}
+}
+
+/* [lo, hi) is mapped as @v, or a hole if @v is NULL. */
+static void foreign_span(struct foreign_walk *w, uintptr_t lo, uintptr_t hi,
+			 const struct vma_info *v)
+{
+	struct region *r;
+	uintptr_t a, b;
+	size_t j;
+
+	while (w->i < w->t->n && w->t->r[w->i]->end <= lo)
+		w->i++;
+	for (j = w->i; j < w->t->n && w->t->r[j]->start < hi; j++) {
+		r = w->t->r[j];
+		if (r->ctx != w->ctx)
+			continue;
+		a = lo > r->start ? lo : r->start;
+		b = hi < r->end ? hi : r->end;
+		if (!v || !mp_ours(r, v, a))
+			mark_gone(r, a, b);
+		else
+			back_home(r, a, b);
+	}
+}
+
+static int foreign_piece(void *arg, const struct vma_info *v)
+{
+	struct foreign_walk *w = arg;
+
+	if (v->lo > w->prev)
+		foreign_span(w, w->prev, v->lo, NULL);
+	foreign_span(w, v->lo, v->hi, v);
+	w->prev = v->hi;
+	return 0;
+}
+
+static int note_foreign(const struct uffdwp_ctx *ctx, uintptr_t lo,
+			uintptr_t hi)
+{
+	struct foreign_walk w = { .t = table, .ctx = ctx, .prev = lo };
+	int ret;
+
+	if (!table || lo >= hi)
+		return 0;
+	ret = vma_walk(lo, hi, foreign_piece, &w);
+	if (!ret && w.prev < hi)
+		foreign_span(&w, w.prev, hi, NULL);
+	return ret;
+}
+
+/* The span of @ctx's ranges in the table; caller holds table_lock. */
+static void ctx_span(const struct uffdwp_ctx *ctx, uintptr_t *lo, uintptr_t *hi)
+{
+	size_t i;
+
+	*lo = *hi = 0;
+	for (i = 0; table && i < table->n; i++) {
+		if (table->r[i]->ctx != ctx)
+			continue;
+		if (!*hi)
+			*lo = table->r[i]->start;
+		*hi = table->r[i]->end;
+	}
+}
+
+/* Never report, nor protect, what is not the range's own mapping. */
+static void drop_gone(struct region *r)
+{
+	size_t p, q;
+
+	for (p = dirtymap_next_set(&r->gone, 0); p < r->npages;
+	     p = dirtymap_next_set(&r->gone, q)) {
+		q = dirtymap_next_clear(&r->gone, p);
+		dirtymap_clear_range(&r->recorded, p, q - p);
+	}
 }
 
 static int mp_harvest(struct uffdwp_ctx *ctx)
@@ -365,6 +663,7 @@ static int mp_harvest(struct uffdwp_ctx *ctx)
 	struct mp_state *s = ctx->bdata;
 	struct region_set *set = ctx->regions;
 	struct region *r;
+	uintptr_t lo, hi;
 	size_t i, p, q;
 	sigset_t mask;
 	int ret = 0;
@@ -374,6 +673,10 @@ static int mp_harvest(struct uffdwp_ctx *ctx)
 	__atomic_store_n(&s->paused, 1, __ATOMIC_SEQ_CST);
 	testhook_hold(HOLD_MPROTECT_PAUSE);
 	wait_no_handlers();
+	pthread_mutex_lock(&table_lock);
+	ctx_span(ctx, &lo, &hi);
+	ret = note_foreign(ctx, lo, hi);
+	pthread_mutex_unlock(&table_lock);
 	for (i = 0; set && i < set->n && !ret; i++) {
 		r = set->r[i];
 		if (!r)
@@ -381,6 +684,7 @@ static int mp_harvest(struct uffdwp_ctx *ctx)
 		ret = zaps_note(&s->zaps, r, false);
 		if (ret)
 			break;
+		drop_gone(r);
 		/* Queue the runs about to be taken, then take them. */
 		for (p = dirtymap_next_set(&r->recorded, 0); p < r->npages;
 		     p = dirtymap_next_set(&r->recorded, q)) {

@@ -21,6 +21,7 @@
 
 #include "dirtymap.h"
 #include "internal.h"
+#include "vmaid.h"
 
 enum memtype {
 	MEM_ANON, /* private anonymous */
@@ -44,7 +45,9 @@ struct region {
 	struct dirtymap recorded;
 	/* soft_dirty: present at the last read (absent now = zapped). */
 	struct dirtymap present;
-	/* Pages unmapped or moved away (events): never reported again. */
+	/* Pages unmapped or moved away (events): never reported again.
+	 * mprotect: pages whose mapping is not the tracked one now (unmapped,
+	 * or replaced: vmaid.h), at the last collect. */
 	struct dirtymap gone;
 	/* uffd_sync: pages of a REMOVE event whose zap may still be to come
 	 * (the kernel sends the event before it zaps), and when it came. */
@@ -65,6 +68,10 @@ struct region {
 	 * since); a mapping placed in a hole is someone else's. */
 	struct span *own;
 	size_t nown;
+	/* mprotect: the range's mappings at track (the handler reads them:
+	 * handler_zalloc'ed). */
+	struct vma_span *ids;
+	size_t nids;
 	RB_ENTRY(region) node; /* process-wide overlap tree */
 };
 

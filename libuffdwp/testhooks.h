@@ -43,6 +43,8 @@ struct uffdwp_test_hooks {
 	 * with -ENOMEM, and with 2 so does registering it on the synchronous
 	 * one (a move back after a snapshot that fails both ways). */
 	int async_arm_fails;
+	/* vmaid.c: do without PROCMAP_QUERY, as before 6.11. */
+	int no_procmap_query;
 	/* The file sink's call at file_fail_point (an enum img_fail_point,
 	 * image.h) fails with -file_fail_errno; for IMG_FAIL_PWRITE only its
 	 * file_fail_nth-th pwrite (from 1) since begin() does. Shows that no

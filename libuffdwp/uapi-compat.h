@@ -137,6 +137,38 @@ struct pm_scan_arg {
 #define PM_SWAP (1ULL << 62)
 #define PM_PRESENT (1ULL << 63)
 
+/* --- PROCMAP_QUERY (6.11): one mapping of /proc/PID/maps, by address -- */
+
+#ifndef PROCMAP_QUERY
+#define PROCFS_IOCTL_MAGIC 'f'
+enum procmap_query_flags {
+	PROCMAP_QUERY_VMA_READABLE = 0x01,
+	PROCMAP_QUERY_VMA_WRITABLE = 0x02,
+	PROCMAP_QUERY_VMA_EXECUTABLE = 0x04,
+	PROCMAP_QUERY_VMA_SHARED = 0x08,
+	PROCMAP_QUERY_COVERING_OR_NEXT_VMA = 0x10,
+	PROCMAP_QUERY_FILE_BACKED_VMA = 0x20,
+};
+struct procmap_query {
+	__u64 size;
+	__u64 query_flags;
+	__u64 query_addr;
+	__u64 vma_start;
+	__u64 vma_end;
+	__u64 vma_flags;
+	__u64 vma_page_size;
+	__u64 vma_offset;
+	__u64 inode;
+	__u32 dev_major;
+	__u32 dev_minor;
+	__u32 vma_name_size;
+	__u32 build_id_size;
+	__u64 vma_name_addr;
+	__u64 build_id_addr;
+};
+#define PROCMAP_QUERY _IOWR(PROCFS_IOCTL_MAGIC, 17, struct procmap_query)
+#endif
+
 /* --- layouts the kernel checks by size --------------------------------- */
 
 _Static_assert(sizeof(struct uffd_msg) == 32, "uffd_msg");
@@ -148,6 +180,7 @@ _Static_assert(sizeof(struct uffdio_poison) == 32, "uffdio_poison");
 _Static_assert(sizeof(struct uffdio_move) == 40, "uffdio_move");
 _Static_assert(sizeof(struct page_region) == 24, "page_region");
 _Static_assert(sizeof(struct pm_scan_arg) == 96, "pm_scan_arg");
+_Static_assert(sizeof(struct procmap_query) == 104, "procmap_query");
 
 #if defined(__x86_64__)
 /* The ioctl numbers encode the sizes above; pin the ones we issue. */
@@ -160,6 +193,7 @@ _Static_assert(UFFDIO_POISON == 0xc020aa08, "UFFDIO_POISON");
 _Static_assert(UFFDIO_MOVE == 0xc028aa05, "UFFDIO_MOVE");
 _Static_assert(USERFAULTFD_IOC_NEW == 0xaa00, "USERFAULTFD_IOC_NEW");
 _Static_assert(PAGEMAP_SCAN == 0xc0606610, "PAGEMAP_SCAN");
+_Static_assert(PROCMAP_QUERY == 0xc0686611, "PROCMAP_QUERY");
 #endif
 
 #endif /* UFFDWP_UAPI_COMPAT_H */

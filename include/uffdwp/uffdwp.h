@@ -450,6 +450,20 @@ const char *uffdwp_ctx_backend_reason(const struct uffdwp_ctx *ctx);
  * mappings on uffd_async only. Other combinations fail with -EOPNOTSUPP:
  * a range is never silently left untracked.
  *
+ * Unmapping tracked memory and mapping something else there (a guard page,
+ * a file) ends the tracking of those pages: they are not reported, and on
+ * mprotect the library never changes their protection again, at collect,
+ * untrack or in its handler, which passes their faults to the program's.
+ * mprotect tells a replacement from the tracked mapping by what the kernel
+ * shows: its protection (the library sets only read-only and read-write),
+ * its file, inode and offset, shared or private. Two limits follow. A
+ * private anonymous mapping with the protection the library set there
+ * (read-only over a page not written since the last collect) cannot be
+ * told apart: its first write is let through and reported like the
+ * tracked memory's. And before 6.11 (no PROCMAP_QUERY) the handler sees
+ * only what the last collect found, plus whether the page is readable: a
+ * readable replacement made since then is recognised at the next collect.
+ *
  * @param[in] ctx The context.
  * @param[in] addr Start, page aligned.
  * @param[in] len Length, a non-zero multiple of the page size.

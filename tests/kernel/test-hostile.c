@@ -11,19 +11,33 @@
  *   mprotect backend cannot avoid the signal: tracking refuses with
  *   -EDEADLK while such a thread exists, unless the caller vouches for
  *   it.
+ * - replaced: the program unmaps tracked memory and maps a guard page, a
+ *   read-only file or shared memory there. The mprotect backend used to
+ *   make them writable (its handler, collect and untrack all changed their
+ *   protection) and to report their pages. Now it leaves them alone, and
+ *   a write there reaches the program's own SIGSEGV handler. A private
+ *   anonymous read-only replacement cannot be told from the tracked
+ *   mapping (uffdwp.h says so); the test shows that documented limit.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <setjmp.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <uffdwp/uffdwp.h>
 
 #include "../common.h"
+#include "testhooks.h"
+#include "uapi-compat.h"
 
 #define NPAGES 256
 #define SNAPSHOTS 20
@@ -228,6 +242,177 @@ START_TEST(mprotect_refuses_while_a_thread_blocks_segv)
 }
 END_TEST
 
+/* --- replaced ----------------------------------------------------------- */
+
+static sigjmp_buf segv_jmp;
+static volatile sig_atomic_t segv_seen;
+
+/* The program's own handler, installed before the library's. */
+static void program_segv(int sig)
+{
+	(void)sig;
+	segv_seen++;
+	siglongjmp(segv_jmp, 1);
+}
+
+/* Whether a write of one byte at @p faults into the program's handler. */
+static bool write_faults(volatile char *p)
+{
+	int before = segv_seen;
+
+	if (!sigsetjmp(segv_jmp, 1))
+		*p = 7;
+	return segv_seen != before;
+}
+
+/* The "rwxp" of the mapping at @p in /proc/self/maps. */
+static void perms_at(const void *p, char perms[5])
+{
+	unsigned long lo, hi, a = (unsigned long)p;
+	char line[512];
+	FILE *f = fopen("/proc/self/maps", "re");
+
+	strcpy(perms, "none");
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%lx-%lx %4s", &lo, &hi, perms) == 3 &&
+		    a >= lo && a < hi)
+			break;
+		else
+			strcpy(perms, "none");
+	fclose(f);
+}
+
+static void expect_perms(const void *p, const char *want, const char *when)
+{
+	char perms[5];
+
+	perms_at(p, perms);
+	ck_assert_msg(!strcmp(perms, want), "%s: %s, not %s", when, perms,
+		      want);
+}
+
+struct seen_any {
+	char *base;
+	size_t n;
+	unsigned char page[16];
+};
+
+static int note_any(void *arg, void *addr, size_t len)
+{
+	struct seen_any *s = arg;
+	size_t p = (size_t)((char *)addr - s->base) / ps, n = len / ps;
+
+	while (n--) {
+		ck_assert_uint_lt(p, s->n);
+		s->page[p++] = 1;
+	}
+	return 0;
+}
+
+/* Whether this kernel answers PROCMAP_QUERY (6.11). */
+static bool have_procmap_query(void)
+{
+	struct procmap_query q = { .size = sizeof(q),
+				   .query_addr = (uintptr_t)&ps };
+	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	bool ok;
+
+	ck_assert_int_ge(fd, 0);
+	ok = !ioctl(fd, PROCMAP_QUERY, &q);
+	close(fd);
+	return ok;
+}
+
+/*
+ * _i = 0: the handler checks a faulting page's whole identity where the
+ * kernel has PROCMAP_QUERY; _i = 1: as before 6.11, only what the last
+ * collect found and whether the page is readable.
+ */
+START_TEST(replaced_mappings_are_left_alone)
+{
+	const bool full = _i == 0 && have_procmap_query();
+	struct uffdwp_ctx_opts o = { .sz = sizeof(o),
+				     .backend = UFFDWP_BACKEND_MPROTECT };
+	struct sigaction sa = { .sa_handler = program_segv };
+	struct seen_any seen = { .n = 16 };
+	struct uffdwp_ctx *ctx;
+	char *mem, *p;
+	int fd;
+
+	uffdwp_test_hooks.no_procmap_query = _i;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_NODEFER;
+	ck_assert_int_eq(sigaction(SIGSEGV, &sa, NULL), 0);
+	mem = mmap(NULL, 16 * ps, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	ck_assert_ptr_ne(mem, MAP_FAILED);
+	seen.base = mem;
+	fd = (int)syscall(SYS_memfd_create, "replacement", 0);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, (off_t)ps), 0);
+	ck_assert_int_eq(uffdwp_ctx_new(&o, &ctx), 0);
+	ck_assert_int_eq(uffdwp_track(ctx, mem, 16 * ps, 0), 0);
+	mem[0] = 1; /* dirty, writable again */
+	mem[5 * ps] = 1;
+
+	/* Guard pages over a clean page and over a dirty one. */
+	ck_assert_int_eq(munmap(mem + 2 * ps, ps), 0);
+	p = mmap(mem + 2 * ps, ps, PROT_NONE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	ck_assert_ptr_eq(p, mem + 2 * ps);
+	p = mmap(mem, ps, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+		 -1, 0);
+	ck_assert_ptr_eq(p, mem);
+	/* A read-only file, shared, over a clean page. */
+	p = mmap(mem + 4 * ps, ps, PROT_READ, MAP_SHARED | MAP_FIXED, fd, 0);
+	ck_assert_ptr_eq(p, mem + 4 * ps);
+	/* Read-only private anonymous memory: the documented limit. */
+	p = mmap(mem + 6 * ps, ps, PROT_READ,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	ck_assert_ptr_eq(p, mem + 6 * ps);
+
+	ck_assert(write_faults(mem + 2 * ps));
+	ck_assert(write_faults(mem));
+	expect_perms(mem + 2 * ps, "---p", "guard after a write");
+	/* A readable replacement is told apart at once only through
+	 * PROCMAP_QUERY; otherwise from the next collect on (uffdwp.h). */
+	ck_assert(write_faults(mem + 4 * ps) == full);
+	expect_perms(mem + 4 * ps, full ? "r--s" : "rw-s",
+		     "file after a write");
+	if (!full)
+		ck_assert_int_eq(mprotect(mem + 4 * ps, ps, PROT_READ), 0);
+	mem[8 * ps] = 1; /* tracked still */
+
+	ck_assert_int_ge(uffdwp_collect(ctx, note_any, &seen), 0);
+	ck_assert_msg(!seen.page[0] && !seen.page[2] && !seen.page[4],
+		      "a replacement's page was reported");
+	ck_assert(seen.page[5] && seen.page[8]);
+	expect_perms(mem, "---p", "guard after a collect");
+	expect_perms(mem + 2 * ps, "---p", "guard after a collect");
+	expect_perms(mem + 4 * ps, "r--s", "file after a collect");
+	ck_assert(write_faults(mem + 2 * ps));
+	ck_assert(write_faults(mem + 4 * ps));
+
+	/* The limit: the kernel shows nothing that tells this mapping from
+	 * the tracked one, so its first write goes through as tracked. */
+	ck_assert(!write_faults(mem + 6 * ps));
+	memset(&seen.page, 0, sizeof(seen.page));
+	ck_assert_int_ge(uffdwp_collect(ctx, note_any, &seen), 0);
+	ck_assert(seen.page[6]);
+
+	ck_assert_int_eq(uffdwp_untrack(ctx, mem, 16 * ps), 0);
+	expect_perms(mem, "---p", "guard after untrack");
+	expect_perms(mem + 2 * ps, "---p", "guard after untrack");
+	expect_perms(mem + 4 * ps, "r--s", "file after untrack");
+	ck_assert(write_faults(mem + 2 * ps));
+	ck_assert(!write_faults(mem + 9 * ps)); /* writable again */
+	uffdwp_ctx_free(ctx);
+	close(fd);
+	munmap(mem, 16 * ps);
+}
+END_TEST
+
 static Suite *hostile_suite(void)
 {
 	const struct test_group async_groups[] = {
@@ -240,10 +425,20 @@ static Suite *hostile_suite(void)
 		  60,
 		  { mprotect_refuses_while_a_thread_blocks_segv, NULL } },
 	};
+	const struct test_group replaced[] = {
+		{ "replaced", 60, { replaced_mappings_are_left_alone, NULL } },
+	};
+	const struct test_group replaced_old[] = {
+		{ "replaced-before-6.11",
+		  60,
+		  { replaced_mappings_are_left_alone, NULL } },
+	};
 	Suite *s = suite_create("hostile");
 
 	test_add_groups(s, "uffd_async", 0, async_groups, 1);
 	test_add_groups(s, "mprotect", 0, mp_groups, 1);
+	test_add_groups(s, "mprotect", 0, replaced, 1);
+	test_add_groups(s, "mprotect", 1, replaced_old, 1);
 	return s;
 }
 
