@@ -2152,8 +2152,115 @@ static size_t parse_size(const char *s)
 	return (size_t)v;
 }
 
+/* ---- many ranges ------------------------------------------------------ */
+
+/*
+ * Track @n one-page ranges, each its own mapping (every other page of a
+ * reservation is made writable), with @backend: the seconds it takes.
+ * Garbage collectors track many heap sections; a track that re-read all
+ * of /proc/self/maps made n tracks cost O(n^2).
+ */
+static double track_ranges(int backend, size_t n)
+{
+	size_t ps = (size_t)sysconf(_SC_PAGESIZE), i;
+	struct uffdwp_ctx *ctx;
+	uint64_t t0, t1;
+	char *base;
+	int err;
+
+	base = mmap(NULL, 2 * n * ps, PROT_NONE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (base == MAP_FAILED)
+		return -1;
+	for (i = 0; i < n; i++)
+		if (mprotect(base + 2 * i * ps, ps, PROT_READ | PROT_WRITE)) {
+			munmap(base, 2 * n * ps);
+			return -1;
+		}
+	ctx = lib_new(backend, "ranges");
+	if (!ctx) {
+		munmap(base, 2 * n * ps);
+		return -1;
+	}
+	t0 = now_ns();
+	for (i = 0; i < n; i++) {
+		err = uffdwp_track(ctx, base + 2 * i * ps, ps, 0);
+		if (err < 0) {
+			printf("  skipped ranges: uffdwp_track(%s) #%zu: %s\n",
+			       bname(backend), i, strerror(-err));
+			break;
+		}
+	}
+	t1 = now_ns();
+	uffdwp_ctx_free(ctx);
+	munmap(base, 2 * n * ps);
+	return i == n ? (double)(t1 - t0) / 1e9 : -1;
+}
+
+/* A 1 TiB MAP_NORESERVE range, almost all of it never touched. */
+static void track_sparse_tib(void)
+{
+	size_t len = 1ULL << 40;
+	struct uffdwp_ctx *ctx;
+	uint64_t t0, t1;
+	char *p;
+	int err;
+
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED) {
+		printf("  skipped 1 TiB: mmap: %s\n", strerror(errno));
+		return;
+	}
+	p[0] = 1;
+	p[len / 2] = 1;
+	ctx = lib_new(UFFDWP_BACKEND_UFFD_ASYNC, "ranges");
+	if (ctx) {
+		t0 = now_ns();
+		err = uffdwp_track(ctx, p, len, 0);
+		t1 = now_ns();
+		if (err)
+			printf("  skipped 1 TiB: uffdwp_track: %s\n",
+			       strerror(-err));
+		else
+			printf("  track of a 1 TiB sparse range (uffd_async): %.3f s\n",
+			       (double)(t1 - t0) / 1e9);
+		uffdwp_ctx_free(ctx);
+	}
+	munmap(p, len);
+}
+
+static void sec_ranges(bool short_run)
+{
+	static const int backends[] = { UFFDWP_BACKEND_UFFD_ASYNC,
+					UFFDWP_BACKEND_UFFD_SYNC,
+					UFFDWP_BACKEND_MPROTECT };
+	size_t small = short_run ? 200 : 1000, big = 10 * small;
+	char name[64];
+	double t1, t2;
+	size_t b;
+
+	printf("\n== tracking many ranges: %zu vs %zu one-page ranges\n", small,
+	       big);
+	for (b = 0; b < sizeof(backends) / sizeof(backends[0]); b++) {
+		t1 = track_ranges(backends[b], small);
+		t2 = track_ranges(backends[b], big);
+		if (t1 <= 0 || t2 <= 0)
+			continue;
+		printf("  %-10s %zu ranges %.3f s (%.1f us each), %zu ranges %.3f s (%.1f us each)\n",
+		       bname(backends[b]), small, t1, t1 * 1e6 / (double)small,
+		       big, t2, t2 * 1e6 / (double)big);
+		snprintf(name, sizeof(name), "track_10k_ranges_vs_1k_%s",
+			 bname(backends[b]));
+		print_ratio(name, t2 / t1, 12, false);
+	}
+	if (!short_run)
+		track_sparse_tib();
+}
+
 static const char *const sections[] = {
-	"memory", "async", "mprotect", "sync", "snapshot", "sparse", "curve",
+	"memory",   "async",  "mprotect", "sync",
+	"snapshot", "sparse", "curve",	  "ranges",
 };
 
 static const char *only; /* comma-separated sections, or NULL: all */
@@ -2281,6 +2388,8 @@ int main(int argc, char **argv)
 		sec_snapshot(len, quick ? 3 : 7);
 	if (want("sparse"))
 		sec_sparse(len, quick ? 3 : 7);
+	if (want("ranges"))
+		sec_ranges(quick);
 	if (want("curve"))
 		sec_curve(len < (quick ? 16 : 64) * MiB ?
 				  len :

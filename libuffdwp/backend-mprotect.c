@@ -327,13 +327,7 @@ static void wait_no_handlers(void)
 		relax();
 }
 
-static int cmp_region(const void *a, const void *b)
-{
-	const struct region *x = *(struct region *const *)a;
-	const struct region *y = *(struct region *const *)b;
-
-	return (x->start > y->start) - (x->start < y->start);
-}
+static size_t first_ending_after(const struct sig_table *t, uintptr_t addr);
 
 /* Swap in a table with @add added or @del removed; caller holds lock. */
 static int table_update(struct region *add, struct region *del)
@@ -345,13 +339,33 @@ static int table_update(struct region *add, struct region *del)
 	if (!t)
 		return -ENOMEM;
 	t->older = NULL;
-	for (i = 0; i < n; i++)
-		if (old->r[i] != del)
-			t->r[j++] = old->r[i];
+	/* Kept sorted by two copies around the new slot, not a sort: a
+	 * program may track thousands of ranges one by one. */
+	if (add && !del) {
+		i = first_ending_after(old, add->start);
+		if (n)
+			memcpy(t->r, old->r, i * sizeof(t->r[0]));
+		t->r[i] = add;
+		if (n)
+			memcpy(t->r + i + 1, old->r + i,
+			       (n - i) * sizeof(t->r[0]));
+		t->n = n + 1;
+		n = 0; /* nothing left for the merge below */
+		j = t->n;
+		add = NULL;
+	}
+	for (i = 0; i < n; i++) {
+		if (old->r[i] == del)
+			continue;
+		if (add && add->start < old->r[i]->start) {
+			t->r[j++] = add;
+			add = NULL;
+		}
+		t->r[j++] = old->r[i];
+	}
 	if (add)
 		t->r[j++] = add;
 	t->n = j;
-	qsort(t->r, t->n, sizeof(t->r[0]), cmp_region);
 	if (del)
 		__atomic_store_n(&last_removal_ns, now_ns(), __ATOMIC_SEQ_CST);
 	__atomic_store_n(&table, t, __ATOMIC_SEQ_CST);
@@ -374,6 +388,21 @@ static int install_handler(void)
 	return 0;
 }
 
+/* The first range of @t that ends after @addr. */
+static size_t first_ending_after(const struct sig_table *t, uintptr_t addr)
+{
+	size_t lo = 0, hi = t ? t->n : 0, mid;
+
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		if (t->r[mid]->end <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
 /*
  * @prot on a run of the wp batch: only where the mapping is still the one
  * its range tracked. Runs of one range may merge across gaps, and ranges
@@ -388,7 +417,8 @@ static int prot_run(uintptr_t start, size_t len, int prot)
 
 	pthread_mutex_lock(&table_lock);
 	t = table;
-	for (i = 0; t && i < t->n && !ret && a < end; i++) {
+	for (i = first_ending_after(t, a); t && i < t->n && !ret && a < end;
+	     i++) {
 		if (t->r[i]->end <= a)
 			continue;
 		if (t->r[i]->start >= end)

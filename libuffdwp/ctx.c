@@ -19,6 +19,7 @@
 #include "gate.h"
 #include "probe.h"
 #include "segv.h"
+#include "shadow-alloc.h"
 #include "snapshot.h"
 #include "testhooks.h"
 #include "vma.h"
@@ -55,6 +56,7 @@ static void atfork_phase(enum fork_phase phase)
 			if (all_ops[i] && all_ops[i]->atfork)
 				all_ops[i]->atfork(phase);
 		region_claims_atfork(phase);
+		own_atfork(phase);
 		urcu_bp_before_fork();
 		return;
 	}
@@ -62,6 +64,7 @@ static void atfork_phase(enum fork_phase phase)
 		urcu_bp_after_fork_parent();
 	else
 		urcu_bp_after_fork_child();
+	own_atfork(phase);
 	region_claims_atfork(phase);
 	for (i = n; i-- > 0;)
 		if (all_ops[i] && all_ops[i]->atfork)
@@ -268,6 +271,9 @@ UFFDWP_EXPORT int uffdwp_track(struct uffdwp_ctx *ctx, void *addr, size_t len,
 	ret = vma_classify((uintptr_t)addr, len, &memtype);
 	if (ret && region_overlaps((uintptr_t)addr, (uintptr_t)addr + len))
 		ret = -EEXIST;
+	/* The library never writes memory it protected: not its own. */
+	if (!ret && own_overlaps((uintptr_t)addr, (uintptr_t)addr + len))
+		ret = -EBUSY;
 	if (!ret && ctx->ops->refuse(ctx, memtype))
 		ret = -EOPNOTSUPP;
 	if (ret)

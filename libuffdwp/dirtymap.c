@@ -6,6 +6,7 @@
 #include <sys/mman.h>
 
 #include "dirtymap.h"
+#include "shadow-alloc.h"
 #include "internal.h"
 
 /*
@@ -24,18 +25,16 @@ static size_t map_bytes(size_t nbits)
 
 int dirtymap_init(struct dirtymap *m, size_t nbits)
 {
-	void *p = mmap(NULL, map_bytes(nbits), PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
+	/* The handlers write it: the library's own memory (shadow-alloc.h). */
 	m->nbits = nbits;
-	m->w = p == MAP_FAILED ? NULL : p;
+	m->w = own_map(map_bytes(nbits));
 	return m->w ? 0 : -ENOMEM;
 }
 
 void dirtymap_free(struct dirtymap *m)
 {
 	if (m->w)
-		munmap(m->w, map_bytes(m->nbits));
+		own_unmap(m->w, map_bytes(m->nbits));
 	m->w = NULL;
 	m->nbits = 0;
 }

@@ -144,13 +144,13 @@ static int read_maps(struct gate *g, uintptr_t start, uintptr_t end,
 		     const struct span *allow, size_t nallow)
 {
 	unsigned long lo, hi;
-	char perms[8], *line = NULL;
+	char perms[8], *line = NULL, procbuf[4096];
 	size_t cap = 0, n = 0, i;
 	uintptr_t a, b;
 	FILE *f;
 	int prot, ret = 0;
 
-	f = fopen("/proc/self/maps", "re");
+	f = proc_fopen("/proc/self/maps", procbuf, sizeof(procbuf));
 	if (!f)
 		return neg_errno();
 	while (getline(&line, &cap, f) > 0) {

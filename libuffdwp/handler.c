@@ -23,6 +23,7 @@
 
 #include "handler.h"
 #include "segv.h"
+#include "shadow-alloc.h"
 #include "snapshot.h"
 #include "testhooks.h"
 #include "uffd.h"
@@ -274,6 +275,7 @@ static void *handler_main(void *arg)
 	size_t n, i, np, room, nd;
 	ssize_t got;
 
+	own_thread_started();
 	sem_post(&s->started);
 	for (;;) {
 		timeout = -1;
@@ -369,7 +371,7 @@ int handler_start(struct uffdwp_ctx *ctx, struct sync_state *s, unsigned int n)
 		s->kickfd[i] = h->kickfd;
 		wpbatch_init_fixed(&h->batch, h->prot, h->unprot,
 				   ARRAY_SIZE(h->prot), &ctx->wp);
-		ret = -pthread_create(&s->tid[i], NULL, handler_main, h);
+		ret = own_thread_create(&s->tid[i], handler_main, h);
 		if (ret) {
 			close(h->kickfd);
 			handler_free(h, sizeof(*h));
@@ -439,7 +441,7 @@ void handler_stop(struct sync_state *s)
 	if (write(s->stopfd, &one, sizeof(one)) != sizeof(one))
 		abort(); /* an eventfd write of 1 cannot fail */
 	for (i = 0; i < s->nthreads; i++) {
-		pthread_join(s->tid[i], NULL);
+		own_thread_join(s->tid[i]);
 		close(s->kickfd[i]);
 		handler_free(s->handlers[i], sizeof(struct handler));
 	}

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <unistd.h>
 
 #include <uffdwp/uffdwp.h>
@@ -50,6 +51,21 @@ static inline size_t page_size(void)
 static inline int neg_errno(void)
 {
 	return errno > 0 ? -errno : -EIO;
+}
+
+/*
+ * fopen() of a /proc file, read through @buf (at least 1 KiB), which the
+ * caller keeps on its stack: the kernel fills that buffer, and a heap
+ * buffer may lie in memory the program tracks, where mprotect and a
+ * user-mode-only userfaultfd fail the kernel's writes (EFAULT).
+ */
+static inline FILE *proc_fopen(const char *path, char *buf, size_t len)
+{
+	FILE *f = fopen(path, "re");
+
+	if (f)
+		setvbuf(f, buf, _IOFBF, len);
+	return f;
 }
 
 /* CLOCK_MONOTONIC in nanoseconds. */

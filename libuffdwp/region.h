@@ -77,6 +77,7 @@ struct region {
 
 struct region_set {
 	size_t n;
+	bool holes; /* a low-memory removal left NULL slots */
 	struct region *r[];
 };
 

@@ -122,19 +122,38 @@ static struct region_set *set_alloc(size_t n)
 {
 	struct region_set *s = malloc(sizeof(*s) + n * sizeof(s->r[0]));
 
-	if (s)
+	if (s) {
 		s->n = n;
+		s->holes = false;
+	}
 	return s;
 }
 
 int regions_add(struct region_set **set, struct region *r)
 {
 	struct region_set *old = *set, *s;
-	size_t n = old ? old->n : 0, i, j = 0;
+	size_t n = old ? old->n : 0, i, j = 0, lo, hi;
 
 	s = set_alloc(n + 1);
 	if (!s)
 		return -ENOMEM;
+	if (old && !old->holes) {
+		/* Sorted and whole: two copies around the new slot, as a
+		 * program tracking thousands of ranges adds one at a time. */
+		for (lo = 0, hi = n; lo < hi;) {
+			i = lo + (hi - lo) / 2;
+			if (old->r[i]->start < r->start)
+				lo = i + 1;
+			else
+				hi = i;
+		}
+		memcpy(s->r, old->r, lo * sizeof(s->r[0]));
+		s->r[lo] = r;
+		memcpy(s->r + lo + 1, old->r + lo, (n - lo) * sizeof(s->r[0]));
+		j = n + 1;
+		r = NULL;
+		n = 0; /* nothing left for the loop below */
+	}
 	/* Slots emptied by a low-memory removal are dropped here. */
 	for (i = 0; i < n; i++) {
 		if (!old->r[i])
@@ -175,6 +194,7 @@ void regions_remove(struct region_set **set, struct region *r)
 			if (old->r[i] == r)
 				__atomic_store_n(&old->r[i], NULL,
 						 __ATOMIC_RELEASE);
+		old->holes = true;
 		urcu_bp_synchronize_rcu();
 	}
 }

@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The library's signal discipline: see segv.h. */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -114,19 +114,36 @@ static int status_blocks_segv(int dirfd, const char *tid)
 	return !!(mask & (1ULL << (SIGSEGV - 1)));
 }
 
+/* getdents64(2)'s record: glibc 2.36 has no wrapper. */
+struct dirent64_rec {
+	uint64_t ino;
+	int64_t off;
+	unsigned short reclen;
+	unsigned char type;
+	char name[];
+};
+
+/* One pass over /proc/self/task, read with getdents64 into a buffer on
+ * the stack (not opendir()'s heap: see proc_fopen()). */
 static int one_look(void)
 {
-	struct dirent *e;
-	int ret = 0;
-	DIR *d;
+	char buf[4096];
+	struct dirent64_rec *e;
+	long n, i;
+	int dir, ret = 0;
 
-	d = opendir("/proc/self/task");
-	if (!d)
+	dir = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dir < 0)
 		return neg_errno();
-	while (!ret && (e = readdir(d)))
-		if (e->d_name[0] != '.')
-			ret = status_blocks_segv(dirfd(d), e->d_name);
-	closedir(d);
+	while (!ret && (n = syscall(SYS_getdents64, dir, buf, sizeof(buf))) > 0)
+		for (i = 0; !ret && i < n; i += e->reclen) {
+			e = (struct dirent64_rec *)(buf + i);
+			if (e->name[0] != '.')
+				ret = status_blocks_segv(dir, e->name);
+		}
+	if (!ret && n < 0)
+		ret = neg_errno();
+	close(dir);
 	return ret;
 }
 

@@ -40,6 +40,7 @@
 #include "backend.h"
 #include "pagemap.h"
 #include "segv.h"
+#include "shadow-alloc.h"
 #include "snapshot.h"
 #include "testhooks.h"
 #include "uffd.h"
@@ -158,9 +159,14 @@ static int copy_in(struct uffdwp_snapshot *snap, void *dst, uintptr_t src,
 	return n < 0 ? neg_errno() : -EFAULT;
 }
 
-static int copy_fail_cause(int err)
+/* A failed copy: an unmapped page cancels (-ECANCELED, as uffdwp.h
+ * documents for that cause); any other error is the kernel's. */
+static void fail_copy(struct uffdwp_snapshot *snap, int err)
 {
-	return err == -EFAULT ? UFFDWP_CAUSE_UNMAPPED : UFFDWP_CAUSE_KERNEL;
+	if (err == -EFAULT)
+		fail(snap, -ECANCELED, UFFDWP_CAUSE_UNMAPPED);
+	else
+		fail(snap, err, UFFDWP_CAUSE_KERNEL);
 }
 
 static void pages_delivered(struct uffdwp_snapshot *snap, uint64_t n)
@@ -298,7 +304,7 @@ static int copy_claimed(struct uffdwp_snapshot *snap, uintptr_t page, size_t i,
 	if (ret) {
 		if (slot >= 0)
 			stage_put(&snap->st, (unsigned int)slot);
-		fail(snap, ret, copy_fail_cause(ret));
+		fail_copy(snap, ret);
 		return ret;
 	}
 	handler_quiesce_events(snap->s);
@@ -510,7 +516,7 @@ static void sweep_run(struct uffdwp_snapshot *snap, char *buf, size_t w,
 		dst = snap->sink.place(snap->sink.arg, (void *)addr, n * ps);
 	ret = copy_in(snap, dst ? dst : buf, addr, n * ps);
 	if (ret) {
-		fail(snap, ret, copy_fail_cause(ret));
+		fail_copy(snap, ret);
 		return;
 	}
 	handler_quiesce_events(snap->s);
@@ -560,6 +566,7 @@ static void *copier_main(void *arg)
 	char *buf = c->buf;
 	struct timespec ts;
 
+	own_thread_started();
 	for (;;) {
 		if (failed(snap) || complete(snap))
 			break;
@@ -633,10 +640,17 @@ static int still_ours(void *arg, uintptr_t lo, uintptr_t hi)
  */
 static void check_still_mapped(struct uffdwp_snapshot *snap)
 {
+	int ret;
+
 	if (failed(snap) || !snap->s)
 		return;
-	if (vma_each(snap->start, snap->end, still_ours, &snap->s->uffd))
+	ret = vma_each(snap->start, snap->end, still_ours, &snap->s->uffd);
+	if (ret == -ENOENT || ret == -EFAULT)
 		fail(snap, -ECANCELED, UFFDWP_CAUSE_UNMAPPED);
+	else if (ret)
+		/* Not an unmap: /proc unreadable (-EMFILE at the limit of
+		 * open files, say), or the protect failed. */
+		fail(snap, ret, UFFDWP_CAUSE_KERNEL);
 }
 
 /* The sink's end, then the end of the window (the last copier). */
@@ -755,8 +769,8 @@ static int start_copiers(struct uffdwp_snapshot *snap)
 		snap->copier[i].buf =
 			snap->cbuf + (size_t)i * CHUNK * page_size();
 		__atomic_add_fetch(&snap->running, 1, __ATOMIC_SEQ_CST);
-		ret = -pthread_create(&snap->tid[i], NULL, copier_main,
-				      &snap->copier[i]);
+		ret = own_thread_create(&snap->tid[i], copier_main,
+					&snap->copier[i]);
 		if (ret) {
 			__atomic_sub_fetch(&snap->running, 1, __ATOMIC_SEQ_CST);
 			break;
@@ -991,7 +1005,7 @@ uffdwp_snapshot_free(struct uffdwp_snapshot *snap)
 	/* Not only decided: the window closed (the last copier's teardown,
 	 * joined here, closes it). */
 	for (i = 0; i < snap->nthreads; i++)
-		pthread_join(snap->tid[i], NULL);
+		own_thread_join(snap->tid[i]);
 	pthread_mutex_lock(&snap->mu);
 	while (!snap->ended)
 		pthread_cond_wait(&snap->cv, &snap->mu);

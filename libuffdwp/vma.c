@@ -11,11 +11,13 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/vfs.h>
 
 #include "internal.h"
 #include "region.h"
 #include "vma.h"
+#include "vmaid.h"
 
 #define HUGETLBFS_MAGIC 0x958458f6
 
@@ -25,7 +27,8 @@ static bool smaps_says_huge(unsigned long lo)
 	char line[512], perms[8];
 	unsigned long a, b, kps;
 	bool in = false, huge = false;
-	FILE *f = fopen("/proc/self/smaps", "re");
+	char procbuf[4096];
+	FILE *f = proc_fopen("/proc/self/smaps", procbuf, sizeof(procbuf));
 
 	if (!f)
 		return false;
@@ -46,16 +49,21 @@ static bool smaps_says_huge(unsigned long lo)
 	return huge;
 }
 
-static int kind_of(unsigned long lo, const char *perms, const char *path)
+/* @page_size: the mapping's, or 0 if unknown (then smaps is asked). */
+static int kind_of(unsigned long lo, bool shared, const char *path,
+		   uint64_t page_size)
 {
 	struct statfs fs;
 
 	if (!*path || path[0] == '[')
-		return perms[3] == 's' ? MEM_SHMEM : MEM_ANON;
+		return shared ? MEM_SHMEM : MEM_ANON;
 	if (strstr(path, "anon_hugepage"))
 		return MEM_HUGETLB;
-	if (!strncmp(path, "/memfd:", 7) || !strncmp(path, "/SYSV", 5))
+	if (!strncmp(path, "/memfd:", 7) || !strncmp(path, "/SYSV", 5)) {
+		if (page_size)
+			return page_size > 4096 ? MEM_HUGETLB : MEM_SHMEM;
 		return smaps_says_huge(lo) ? MEM_HUGETLB : MEM_SHMEM;
+	}
 	if (!strncmp(path, "/dev/zero", 9) || !strncmp(path, "/dev/shm/", 9))
 		return MEM_SHMEM;
 	if (!statfs(path, &fs) &&
@@ -64,14 +72,53 @@ static int kind_of(unsigned long lo, const char *perms, const char *path)
 	return MEM_FILE;
 }
 
+/*
+ * With PROCMAP_QUERY (6.11), one query per mapping of the range: the
+ * cost does not grow with the mappings elsewhere in the process (a
+ * program that tracks thousands of ranges has thousands). -ENOSYS
+ * without it.
+ */
+static int classify_queried(uintptr_t start, uintptr_t end, int *memtype)
+{
+	char path[256];
+	struct vma_info v;
+	uint64_t page_size;
+	uintptr_t a;
+	int kind = -1, k, ret;
+
+	vma_query_init();
+	for (a = start; a < end; a = v.hi) {
+		ret = vma_query_named(a, &v, path, sizeof(path), &page_size);
+		if (ret == -ENOENT)
+			return -EFAULT;
+		if (ret)
+			return ret;
+		if ((v.prot & (PROT_READ | PROT_WRITE)) !=
+		    (PROT_READ | PROT_WRITE))
+			return -EACCES;
+		k = kind_of(v.lo, v.id.shared, path, page_size);
+		if (kind >= 0 && k != kind)
+			return -EOPNOTSUPP;
+		kind = k;
+	}
+	*memtype = kind;
+	return 0;
+}
+
 int vma_classify(uintptr_t start, size_t len, int *memtype)
 {
 	uintptr_t end = start + len, covered = start;
 	unsigned long lo, hi;
 	char line[512], perms[8], path[256];
 	int kind = -1, k, ret = 0, n;
-	FILE *f = fopen("/proc/self/maps", "re");
+	char procbuf[4096];
+	FILE *f;
 
+	ret = classify_queried(start, end, memtype);
+	if (ret != -ENOSYS)
+		return ret;
+	ret = 0;
+	f = proc_fopen("/proc/self/maps", procbuf, sizeof(procbuf));
 	if (!f)
 		return neg_errno();
 	while (fgets(line, sizeof(line), f)) {
@@ -91,7 +138,7 @@ int vma_classify(uintptr_t start, size_t len, int *memtype)
 			ret = -EACCES;
 			break;
 		}
-		k = kind_of(lo, perms, path);
+		k = kind_of(lo, perms[3] == 's', path, 0);
 		if (kind >= 0 && k != kind) {
 			ret = -EOPNOTSUPP;
 			break;
@@ -113,7 +160,8 @@ int vma_each(uintptr_t start, uintptr_t end,
 	unsigned long lo, hi;
 	char line[512];
 	int n, ret = 0;
-	FILE *f = fopen("/proc/self/maps", "re");
+	char procbuf[4096];
+	FILE *f = proc_fopen("/proc/self/maps", procbuf, sizeof(procbuf));
 
 	if (!f)
 		return neg_errno();

@@ -253,3 +253,22 @@ int vma_query(uintptr_t addr, struct vma_info *v)
 		return ret;
 	return ret ? 0 : -ENOENT;
 }
+
+int vma_query_named(uintptr_t addr, struct vma_info *v, char *name,
+		    size_t namelen, uint64_t *page_size)
+{
+	struct procmap_query q = { .size = sizeof(q), .query_addr = addr };
+	int fd = own_query_fd();
+
+	if (fd < 0)
+		return -ENOSYS;
+	q.vma_name_addr = (uintptr_t)name;
+	q.vma_name_size = (uint32_t)namelen;
+	if (ioctl(fd, PROCMAP_QUERY, &q))
+		return neg_errno();
+	if (!q.vma_name_size)
+		name[0] = '\0';
+	from_query(&q, v);
+	*page_size = q.vma_page_size;
+	return 0;
+}

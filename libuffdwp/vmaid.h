@@ -66,6 +66,14 @@ bool vma_query_cheap(void);
 int vma_query(uintptr_t addr, struct vma_info *v);
 
 /*
+ * With PROCMAP_QUERY only (-ENOSYS otherwise): the mapping covering
+ * @addr, with its name (a path, "[heap]", or "" for anonymous memory)
+ * into @name and its page size. 0; -ENOENT if nothing is mapped there.
+ */
+int vma_query_named(uintptr_t addr, struct vma_info *v, char *name,
+		    size_t namelen, uint64_t *page_size);
+
+/*
  * @fn with each mapping that overlaps [start, end), clipped to it, in
  * address order; holes are skipped. Async-signal-safe. Returns 0, the
  * first non-zero value of @fn, or -errno.

@@ -347,7 +347,8 @@ enum uffdwp_track_flags {
  * @param arg The @p arg given to uffdwp_collect().
  * @param addr Start of the run (page aligned).
  * @param len Length of the run in bytes (a multiple of the page size).
- * @return 0 to go on; a negative errno stops the collect, which returns it.
+ * @return 0 to go on; a negative errno stops the collect, which returns it,
+ *         and a positive value stops it too, which then returns -ECANCELED.
  *         The runs not yet delivered stay pending and are reported by the
  *         next collect: nothing is lost.
  */
@@ -400,7 +401,9 @@ struct uffdwp_stats {
  * @param[out] ctx The new context.
  * @return 0; -EINVAL bad options or an unknown `UFFDWP_BACKEND`;
  *         -E2BIG a longer @p opts with a non-zero tail; -EOPNOTSUPP the
- *         requested backend is not usable here (or none is); -ENOMEM.
+ *         requested backend is not usable here (or none is); -EMFILE or
+ *         -ENFILE out of file descriptors (a userfaultfd, /proc files);
+ *         -ENOMEM.
  * @note Thread-safe.
  */
 int uffdwp_ctx_new(const struct uffdwp_ctx_opts *opts, struct uffdwp_ctx **ctx);
@@ -450,6 +453,18 @@ const char *uffdwp_ctx_backend_reason(const struct uffdwp_ctx *ctx);
  * mappings on uffd_async only. Other combinations fail with -EOPNOTSUPP:
  * a range is never silently left untracked.
  *
+ * The library's own memory cannot be tracked: the state its fault handlers
+ * write, its threads' stacks, the writable segments of this library and of
+ * liburcu-bp, and the urcu-bp registry its threads use. Each is a mapping
+ * of its own (a line of its own in /proc/self/maps), so a program that
+ * tracks mapping by mapping (every writable anonymous mapping, as a
+ * collector may) skips those that fail with -EBUSY. On mprotect, and on
+ * uffd_sync with a user-mode-only userfaultfd, a live thread's stack and
+ * its thread control block (the main thread's is in an anonymous mapping
+ * next to the libraries) must not be tracked either: the kernel writes
+ * there on signal delivery and for rseq, and kills the thread when it
+ * cannot.
+ *
  * Unmapping tracked memory and mapping something else there (a guard page,
  * a file) ends the tracking of those pages: they are not reported, and on
  * mprotect the library never changes their protection again, at collect,
@@ -472,7 +487,10 @@ const char *uffdwp_ctx_backend_reason(const struct uffdwp_ctx *ctx);
  *         -EEXIST overlaps a tracked range; -EFAULT part of the range is not
  *         mapped; -EACCES the range is not readable and writable;
  *         -EOPNOTSUPP this backend cannot track this kind of memory;
- *         -EDEADLK mprotect only: a thread of the process blocks `SIGSEGV`
+ *         -EBUSY part of the range is the library's own memory (see
+ *         below); -EMFILE or -ENFILE out of file descriptors (the library
+ *         reads /proc/self/maps); -EDEADLK mprotect only: a thread of the process blocks
+ *         `SIGSEGV`
  *         and @p flags lack #UFFDWP_TRACK_SIGSEGV_BLOCKERS (see the top
  *         of this header); -ECHILD after fork; -ENOMEM.
  * @note Thread-safe; serialised with the other calls on @p ctx.
@@ -515,7 +533,9 @@ int uffdwp_untrack(struct uffdwp_ctx *ctx, void *addr, size_t len);
  *            call uffdwp_* on @p ctx.
  * @param[in] arg Passed to @p fn.
  * @return The number of dirty pages reported; -EINVAL if @p fn is NULL;
- *         @p fn's negative value if it stopped the collect; -ECHILD after
+ *         @p fn's negative value if it stopped the collect, -ECANCELED
+ *         if it stopped it with a positive one; -EMFILE or -ENFILE out of
+ *         file descriptors (the library reads /proc); -ECHILD after
  *         fork; -EAGAIN if an address-space change (munmap, mremap,
  *         MADV_DONTNEED) kept the kernel from re-arming for 2 s: call it
  *         again; other -errno from the kernel. In every error case nothing

@@ -18,6 +18,18 @@
  *   a write there reaches the program's own SIGSEGV handler. A private
  *   anonymous read-only replacement cannot be told from the tracked
  *   mapping (uffdwp.h says so); the test shows that documented limit.
+ * - errors: the error each documented situation gives. A collect whose
+ *   callback returns a positive value gives -ECANCELED and loses nothing;
+ *   out of file descriptors, track and collect give -EMFILE and a
+ *   snapshot fails with it (it used to end "cancelled: unmapped"); a
+ *   snapshot over a range partly replaced by a PROT_NONE mapping ends
+ *   -ECANCELED with cause "unmapped" (uffd_async gave -EFAULT).
+ * - own-memory: a garbage collector tracks every writable anonymous
+ *   mapping, the library's own among them. Tracking the handler thread's
+ *   stack, or the library's .bss, hung uffd_sync (the library wrote the
+ *   memory it had just protected, with fault resolution paused), and
+ *   killed the process on mprotect. Now such ranges are refused with
+ *   -EBUSY, and everything else can be tracked, written and collected.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,11 +37,13 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -413,6 +427,232 @@ START_TEST(replaced_mappings_are_left_alone)
 }
 END_TEST
 
+/* --- errors -------------------------------------------------------------- */
+
+static int stop_run(void *arg, void *addr, size_t len)
+{
+	(void)arg;
+	(void)addr;
+	(void)len;
+	return 1;
+}
+
+static int count_pages(void *arg, void *addr, size_t len)
+{
+	(void)addr;
+	*(size_t *)arg += len / ps;
+	return 0;
+}
+
+static char *map_pages(size_t n)
+{
+	char *p = mmap(NULL, n * ps, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+
+	ck_assert_ptr_ne(p, MAP_FAILED);
+	return p;
+}
+
+START_TEST(positive_callback_cancels_and_loses_nothing)
+{
+	struct uffdwp_ctx_opts o = { .sz = sizeof(o), .backend = _i };
+	struct uffdwp_ctx *ctx;
+	char *mem = map_pages(8);
+	size_t n = 0;
+
+	ck_assert_int_eq(uffdwp_ctx_new(&o, &ctx), 0);
+	ck_assert_int_eq(uffdwp_track(ctx, mem, 8 * ps, 0), 0);
+	mem[ps] = 1;
+	mem[5 * ps] = 1;
+	ck_assert_int_eq(uffdwp_collect(ctx, stop_run, NULL), -ECANCELED);
+	ck_assert_int_eq(uffdwp_collect(ctx, count_pages, &n), (int)n);
+	ck_assert_uint_ge(n, 1); /* the run not delivered, at least */
+	uffdwp_ctx_free(ctx);
+	munmap(mem, 8 * ps);
+}
+END_TEST
+
+/* Open /dev/null until the limit: returns how many, their first fd. */
+static int exhaust_fds(int *first)
+{
+	int fd, n = 0;
+
+	*first = -1;
+	while ((fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0) {
+		if (*first < 0)
+			*first = fd;
+		n++;
+	}
+	ck_assert_int_eq(errno, EMFILE);
+	return n;
+}
+
+START_TEST(out_of_fds_is_emfile)
+{
+	struct uffdwp_ctx_opts o = { .sz = sizeof(o), .backend = _i };
+	struct uffdwp_snapshot_status st = { .sz = sizeof(st) };
+	struct rlimit lim = { 64, 64 }, old;
+	struct uffdwp_snapshot *snap;
+	struct uffdwp_sink *sink;
+	struct uffdwp_ctx *ctx;
+	char *mem = map_pages(8), *other = map_pages(8), *img = map_pages(8);
+	int first, n, ret, i, tracked;
+	size_t got = 0;
+
+	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+	ck_assert_int_eq(uffdwp_ctx_new(&o, &ctx), 0);
+	ck_assert_int_eq(uffdwp_track(ctx, mem, 8 * ps, 0), 0);
+	ck_assert_int_eq(uffdwp_sink_memory_new(img, 8 * ps, &sink), 0);
+	lim.rlim_max = old.rlim_max; /* only the soft limit: it comes back */
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &lim), 0);
+	n = exhaust_fds(&first);
+
+	/* With PROCMAP_QUERY (6.11) a track needs no new descriptor. */
+	tracked = uffdwp_track(ctx, other, 8 * ps, 0);
+	ck_assert_msg(tracked == 0 || tracked == -EMFILE, "track: %d", tracked);
+	mem[2 * ps] = 1;
+	ret = uffdwp_collect(ctx, count_pages, &got);
+	ck_assert_msg(ret >= 0 || ret == -EMFILE, "collect: %d", ret);
+	if (_i != UFFDWP_BACKEND_MPROTECT) {
+		ret = uffdwp_snapshot_start(ctx, mem, 8 * ps, sink, NULL,
+					    &snap);
+		if (!ret) {
+			ret = uffdwp_snapshot_wait(snap, 30000);
+			ck_assert_int_eq(uffdwp_snapshot_status(snap, &st), 0);
+			ck_assert_msg(ret == 0 ||
+					      (ret == -EMFILE &&
+					       st.cause == UFFDWP_CAUSE_KERNEL),
+				      "snapshot: %d, cause %s", ret,
+				      uffdwp_snapshot_cause_name(st.cause));
+			uffdwp_snapshot_free(snap);
+		} else {
+			ck_assert_int_eq(ret, -EMFILE);
+		}
+	}
+
+	/* Nothing lost: with descriptors again, everything works, and the
+	 * write above is reported (by now, or now). */
+	for (i = 0; i < n; i++)
+		close(first + i);
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+	mem[3 * ps] = 1;
+	ck_assert_int_ge(uffdwp_collect(ctx, count_pages, &got), 1);
+	ck_assert_uint_ge(got, 2);
+	if (tracked)
+		ck_assert_int_eq(uffdwp_track(ctx, other, 8 * ps, 0), 0);
+	uffdwp_sink_free(sink);
+	uffdwp_ctx_free(ctx);
+	munmap(mem, 8 * ps);
+	munmap(other, 8 * ps);
+	munmap(img, 8 * ps);
+}
+END_TEST
+
+START_TEST(snapshot_over_a_guard_is_cancelled_unmapped)
+{
+	struct uffdwp_ctx_opts o = { .sz = sizeof(o), .backend = _i };
+	struct uffdwp_snapshot_status st = { .sz = sizeof(st) };
+	struct uffdwp_snapshot *snap;
+	struct uffdwp_sink *sink;
+	struct uffdwp_ctx *ctx;
+	char *mem = map_pages(16), *img = map_pages(16), *p;
+	int ret;
+
+	ck_assert_int_eq(uffdwp_ctx_new(&o, &ctx), 0);
+	ck_assert_int_eq(uffdwp_track(ctx, mem, 16 * ps, 0), 0);
+	p = mmap(mem + 3 * ps, ps, PROT_NONE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	ck_assert_ptr_eq(p, mem + 3 * ps);
+	ck_assert_int_eq(uffdwp_sink_memory_new(img, 16 * ps, &sink), 0);
+	ret = uffdwp_snapshot_start(ctx, mem, 16 * ps, sink, NULL, &snap);
+	ck_assert_int_eq(ret, 0);
+	ck_assert_int_eq(uffdwp_snapshot_wait(snap, 30000), -ECANCELED);
+	ck_assert_int_eq(uffdwp_snapshot_status(snap, &st), 0);
+	ck_assert_str_eq(uffdwp_snapshot_cause_name(st.cause), "unmapped");
+	uffdwp_snapshot_free(snap);
+	uffdwp_sink_free(sink);
+	uffdwp_ctx_free(ctx);
+	munmap(mem, 16 * ps);
+	munmap(img, 16 * ps);
+}
+END_TEST
+
+/* --- own-memory ---------------------------------------------------------- */
+
+START_TEST(track_every_writable_anonymous_mapping)
+{
+	const bool kernel_writes_fail =
+		_i == UFFDWP_BACKEND_MPROTECT ||
+		(_i == UFFDWP_BACKEND_UFFD_SYNC &&
+		 caps.uffd_mode == UFFDWP_UFFD_USER_MODE_ONLY);
+	struct uffdwp_ctx_opts o = { .sz = sizeof(o), .backend = _i };
+	uintptr_t lo[512], hi[512], tcb = (uintptr_t)pthread_self();
+	char line[512], perms[8], path[256];
+	struct uffdwp_ctx *ctx;
+	size_t n = 0, i, tracked = 0, refused = 0;
+	unsigned long a, b;
+	char *p;
+	FILE *f;
+	int ret;
+
+	ck_assert_int_eq(uffdwp_ctx_new(&o, &ctx), 0);
+	/* The page holding the context itself. */
+	ck_assert_int_eq(uffdwp_track(ctx, (void *)((uintptr_t)ctx & ~(ps - 1)),
+				      ps, 0),
+			 -EBUSY);
+	f = fopen("/proc/self/maps", "re");
+	ck_assert_ptr_nonnull(f);
+	while (n < 512 && fgets(line, sizeof(line), f)) {
+		path[0] = '\0';
+		if (sscanf(line, "%lx-%lx %7s %*s %*s %*s %255[^\n]", &a, &b,
+			   perms, path) < 3 ||
+		    strcmp(perms, "rw-p"))
+			continue;
+		if (path[0] && strcmp(path, "[heap]"))
+			continue; /* files, and the main stack */
+#if defined(__SANITIZE_ADDRESS__)
+		/* ASan's shadow and allocator space (terabytes, reserved):
+		 * its instrumentation writes the shadow inside the library's
+		 * own handlers, which no program without it does. */
+		if (b - a > (1UL << 30))
+			continue;
+#endif
+		/* Where the kernel's own writes to tracked memory fail
+		 * (mprotect; uffd_sync on a user-mode-only userfaultfd), a
+		 * live thread's control block is not to be tracked: the
+		 * kernel writes it (rseq) and kills the thread when it
+		 * cannot (uffdwp.h). */
+		if (kernel_writes_fail && tcb >= a && tcb < b)
+			continue;
+		lo[n] = a;
+		hi[n++] = b;
+	}
+	fclose(f);
+	for (i = 0; i < n; i++) {
+		ret = uffdwp_track(ctx, (void *)lo[i], hi[i] - lo[i], 0);
+		ck_assert_msg(ret == 0 || ret == -EBUSY, "track %#lx-%#lx: %d",
+			      (unsigned long)lo[i], (unsigned long)hi[i], ret);
+		if (ret)
+			refused++;
+		else
+			lo[tracked] = lo[i], hi[tracked++] = hi[i];
+	}
+	/* The library's state and its handler's stack, at least. */
+	ck_assert_uint_ge(refused, 1);
+	ck_assert_uint_ge(tracked, 1);
+	ck_assert_int_ge(uffdwp_collect(ctx, mark_run, NULL), 0);
+	p = malloc(3 * ps);
+	ck_assert_ptr_nonnull(p);
+	memset(p, 1, 3 * ps);
+	ck_assert_int_ge(uffdwp_collect(ctx, mark_run, NULL), 1);
+	free(p);
+	for (i = 0; i < tracked; i++)
+		ck_assert_int_eq(
+			uffdwp_untrack(ctx, (void *)lo[i], hi[i] - lo[i]), 0);
+	uffdwp_ctx_free(ctx);
+}
+END_TEST
+
 static Suite *hostile_suite(void)
 {
 	const struct test_group async_groups[] = {
@@ -433,12 +673,37 @@ static Suite *hostile_suite(void)
 		  60,
 		  { replaced_mappings_are_left_alone, NULL } },
 	};
+	const struct test_group own[] = {
+		{ "own-memory",
+		  60,
+		  { track_every_writable_anonymous_mapping, NULL } },
+	};
+	const struct test_group errors[] = {
+		{ "errors",
+		  60,
+		  { positive_callback_cancels_and_loses_nothing,
+		    out_of_fds_is_emfile, NULL } },
+	};
+	const struct test_group snap_errors[] = {
+		{ "snapshot-errors",
+		  60,
+		  { snapshot_over_a_guard_is_cancelled_unmapped, NULL } },
+	};
 	Suite *s = suite_create("hostile");
+	int b;
 
 	test_add_groups(s, "uffd_async", 0, async_groups, 1);
 	test_add_groups(s, "mprotect", 0, mp_groups, 1);
 	test_add_groups(s, "mprotect", 0, replaced, 1);
 	test_add_groups(s, "mprotect", 1, replaced_old, 1);
+	for (b = UFFDWP_BACKEND_UFFD_ASYNC; b <= UFFDWP_BACKEND_MPROTECT; b++)
+		if (b != UFFDWP_BACKEND_SOFT_DIRTY) {
+			test_add_groups(s, uffdwp_backend_name(b), b, own, 1);
+			test_add_groups(s, uffdwp_backend_name(b), b, errors,
+					1);
+		}
+	for (b = UFFDWP_BACKEND_UFFD_ASYNC; b <= UFFDWP_BACKEND_UFFD_SYNC; b++)
+		test_add_groups(s, uffdwp_backend_name(b), b, snap_errors, 1);
 	return s;
 }
 
