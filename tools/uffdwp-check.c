@@ -477,8 +477,11 @@ static int threads_main(const char *pid)
 		fclose(f);
 		buf[n] = '\0';
 		line = strstr(buf, "\nSigBlk:");
+		/* Signal 32 blocked: glibc creating a thread, not the
+		 * program's mask (see libuffdwp/segv.c). */
 		if (!line || sscanf(line + 8, "%llx", &mask) != 1 ||
-		    !(mask & (1ULL << (SIGSEGV - 1))))
+		    !(mask & (1ULL << (SIGSEGV - 1))) ||
+		    (mask & (1ULL << (32 - 1))))
 			continue;
 		comm[0] = '\0';
 		if (sscanf(buf, "Name:\t%63[^\n]", comm) != 1)
