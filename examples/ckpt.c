@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Build: cc ckpt.c $(pkg-config --cflags --libs libuffdwp) -pthread -o ckpt
+ * Build: cc ckpt.c helpers.c $(pkg-config --cflags --libs libuffdwp) -pthread \
+ *        -o ckpt
  *
  * Incremental checkpoints of a running workload's memory, the way a
  * checkpoint/restore tool or a VM's background snapshot keeps a history:
@@ -31,8 +32,9 @@
  *        ckpt --restore [--dir DIR] [--upto N]
  *        ckpt --quick [--backend NAME]
  * --quick checkpoints into a fresh temporary folder, restores every
- * checkpoint, checks that damaged images are refused, and removes the
- * folder.
+ * checkpoint, and removes the folder. (That a damaged, truncated or
+ * misplaced image is refused is the test tests/tools/test-ckpt-damaged.py,
+ * which runs this program.)
  * Exit status: 0 every checkpoint (or the restore) verified; 1 a checkpoint
  * was not exact, or the restore failed or differs; 2 usage or another
  * error; 77 the backend cannot take snapshots here.
@@ -55,6 +57,8 @@
 #include <unistd.h>
 
 #include <uffdwp/uffdwp.h>
+
+#include "helpers.h"
 
 /*
  * Writers write in bursts and then sleep, and most writes go to a hot
@@ -132,33 +136,6 @@ struct chain {
 	unsigned int n;
 	struct link *links;
 };
-
-struct workload {
-	char *base;
-	size_t page, npages;
-	unsigned int nwriters;
-	/* Checked before every write; the rest is under lock. */
-	atomic_int hold;
-	int quit;
-	unsigned int parked, exited;
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	atomic_ulong writes;
-};
-
-struct writer {
-	struct workload *w;
-	unsigned int id;
-	pthread_t thread;
-};
-
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static uint64_t realtime_ns(void)
 {
@@ -433,22 +410,6 @@ out:
 
 /* --- the workload ------------------------------------------------------- */
 
-/* Returns 1 when the writer must quit. */
-static int park(struct workload *w)
-{
-	int quit;
-
-	pthread_mutex_lock(&w->lock);
-	w->parked++;
-	pthread_cond_broadcast(&w->cond);
-	while (atomic_load(&w->hold) && !w->quit)
-		pthread_cond_wait(&w->cond, &w->lock);
-	w->parked--;
-	quit = w->quit;
-	pthread_mutex_unlock(&w->lock);
-	return quit;
-}
-
 static void *writer_main(void *arg)
 {
 	struct writer *me = arg;
@@ -464,7 +425,7 @@ static void *writer_main(void *arg)
 
 	for (;;) {
 		if (atomic_load_explicit(&w->hold, memory_order_acquire) &&
-		    park(w))
+		    workload_park(w))
 			break;
 		rnd ^= rnd << 13;
 		rnd ^= rnd >> 7;
@@ -487,10 +448,7 @@ static void *writer_main(void *arg)
 			nanosleep(&pace, NULL);
 	}
 	atomic_fetch_add(&w->writes, n);
-	pthread_mutex_lock(&w->lock);
-	w->exited++;
-	pthread_cond_broadcast(&w->cond);
-	pthread_mutex_unlock(&w->lock);
+	workload_exit(w);
 	return NULL;
 }
 
@@ -518,60 +476,18 @@ static void remove_quick_dir(void)
 }
 
 /*
- * Waits, with w->lock held, until *@count reaches @n. A writer that never
- * gets there is blocked for good, and so would we be: rather than hang,
- * say so and leave (exit() could wait for the stuck thread).
+ * A writer that never parks is blocked for good, and so would this program
+ * be: rather than hang, say so and leave (exit() could wait for the stuck
+ * thread).
  */
-static void wait_writers(struct workload *w, const unsigned int *count,
-			 unsigned int n, const char *what)
+static void writers_stuck(struct workload *w, unsigned int missing,
+			  const char *what)
 {
-	struct timespec deadline;
-	int err = 0;
-
-	/* The condition variable's clock: CLOCK_REALTIME. */
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += STUCK_S;
-	while (*count < n && err != ETIMEDOUT)
-		err = pthread_cond_timedwait(&w->cond, &w->lock, &deadline);
-	if (*count >= n)
-		return;
 	printf("FAIL: %u of %u writer threads did not %s within %d s, with no snapshot running: blocked in a write fault that was never resolved (see /proc/%d/task/*/wchan)\n",
-	       n - *count, n, what, STUCK_S, (int)getpid());
+	       missing, w->nwriters, what, w->stuck_s, (int)getpid());
 	remove_quick_dir();
 	fflush(NULL);
 	_exit(EXIT_MISMATCH);
-}
-
-/* On return no writer is between the start and the end of a write. */
-static void pause_writers(struct workload *w)
-{
-	pthread_mutex_lock(&w->lock);
-	atomic_store(&w->hold, 1);
-	wait_writers(w, &w->parked, w->nwriters, "pause");
-	pthread_mutex_unlock(&w->lock);
-}
-
-static void resume_writers(struct workload *w)
-{
-	pthread_mutex_lock(&w->lock);
-	atomic_store(&w->hold, 0);
-	pthread_cond_broadcast(&w->cond);
-	pthread_mutex_unlock(&w->lock);
-}
-
-static void stop_writers(struct workload *w, struct writer *wr,
-			 unsigned int started)
-{
-	unsigned int i;
-
-	pthread_mutex_lock(&w->lock);
-	w->quit = 1;
-	atomic_store(&w->hold, 1);
-	pthread_cond_broadcast(&w->cond);
-	wait_writers(w, &w->exited, started, "stop");
-	pthread_mutex_unlock(&w->lock);
-	for (i = 0; i < started; i++)
-		pthread_join(wr[i].thread, NULL);
 }
 
 /* --- checkpoints -------------------------------------------------------- */
@@ -657,13 +573,13 @@ static int checkpoint(struct ckpt_run *r, unsigned int k)
 	 * the "start ms" column shows.
 	 */
 	t_pause = now();
-	pause_writers(w);
+	workload_pause(w);
 	page_sums(w->base, w->page, w->npages, r->sums);
 	l.window_lo = realtime_ns();
 	err = uffdwp_snapshot_start(r->ctx, w->base, o->size, sink, &sopts,
 				    &snap);
 	l.window_hi = realtime_ns();
-	resume_writers(w);
+	workload_resume(w);
 	t_resume = now();
 	if (err == -EOPNOTSUPP) {
 		printf("SKIP: the %s backend cannot take live snapshots: it cannot hold a writer before its first write (uffd_sync and uffd_async can)\n",
@@ -786,7 +702,9 @@ static int run_checkpoints(const struct options *o)
 			      .npages = o->size / page,
 			      .nwriters = o->threads,
 			      .lock = PTHREAD_MUTEX_INITIALIZER,
-			      .cond = PTHREAD_COND_INITIALIZER };
+			      .cond = PTHREAD_COND_INITIALIZER,
+			      .stuck_s = STUCK_S,
+			      .stuck = writers_stuck };
 	struct ckpt_run r = { .o = o, .w = &w, .dirfd = -1 };
 	struct writer *wr = NULL;
 	unsigned int k, started = 0;
@@ -875,7 +793,7 @@ static int run_checkpoints(const struct options *o)
 		if (k + 1 < o->checkpoints)
 			sleep_until(t_next);
 	}
-	stop_writers(&w, wr, started);
+	workload_stop(&w, wr, started);
 	started = 0;
 	printf("%u checkpoints in %s: a base image and %u deltas, %.1f MiB of pages for a %.1f MiB region, in %.2f s; %lu writes meanwhile, %" PRIu64
 	       " pages copied before a write (the fault path)\n",
@@ -885,7 +803,7 @@ static int run_checkpoints(const struct options *o)
 	printf("columns: start ms = writers held by uffdwp_snapshot_start (the protect); paused ms = the whole pause of this example, digests included\n");
 	ret = EXIT_OK;
 out:
-	stop_writers(&w, wr, started);
+	workload_stop(&w, wr, started);
 	if (w.base) {
 		err = uffdwp_untrack(r.ctx, w.base, o->size);
 		if (err && err != -ENOENT)
@@ -1125,137 +1043,15 @@ out:
 	return err ? err : bad;
 }
 
-/* --- --quick: the whole cycle, and damaged images ------------------------ */
-
-enum damage { DAMAGE_FLIP, DAMAGE_TRUNCATE, DAMAGE_SWAP };
-
-/*
- * Makes @sub, a copy of the chain in @dir in which image @victim is
- * damaged; every other file is a hard link to the original.
- *   DAMAGE_FLIP      one byte of a page's data inverted (the last page of
- *                    an image is at its end: README.md, image format)
- *   DAMAGE_TRUNCATE  the last half page cut off, as by a crash
- *   DAMAGE_SWAP      replaced by the next checkpoint's image: itself a
- *                    valid image, which only the chain can tell is wrong
- */
-static int make_damaged(const char *dir, const char *sub, const struct chain *c,
-			unsigned int victim, enum damage how)
-{
-	char path[PATH_MAX], *data = NULL;
-	size_t len, page = (size_t)c->page_size;
-	int dirfd, subfd = -1, err = 0;
-	unsigned int i;
-
-	dirfd = open_dir(dir, 0);
-	if (dirfd < 0)
-		return -ENOENT;
-	err = join(path, dir, sub);
-	if (err)
-		goto out;
-	subfd = open_dir(path, 1);
-	if (subfd < 0) {
-		err = -EIO;
-		goto out;
-	}
-	if (linkat(dirfd, CHAIN_NAME, subfd, CHAIN_NAME, 0)) {
-		err = -errno;
-		goto out;
-	}
-	for (i = 0; i < c->n; i++) {
-		const struct link *l = &c->links[i];
-
-		if (linkat(dirfd, l->expect, subfd, l->expect, 0) ||
-		    (i != victim &&
-		     linkat(dirfd, l->image, subfd, l->image, 0))) {
-			err = -errno;
-			goto out;
-		}
-	}
-	if (how == DAMAGE_SWAP) {
-		if (linkat(dirfd, c->links[victim + 1].image, subfd,
-			   c->links[victim].image, 0))
-			err = -errno;
-		goto out;
-	}
-	err = read_whole(dirfd, c->links[victim].image, &data, &len);
-	if (err)
-		goto out;
-	if (len < page) {
-		err = -EINVAL;
-		goto out;
-	}
-	if (how == DAMAGE_FLIP)
-		data[len - page / 2] ^= 0x20;
-	else
-		len -= page / 2;
-	err = write_durably(subfd, c->links[victim].image, data, len, NULL, 0);
-out:
-	if (err)
-		fprintf(stderr, "ckpt: making %s/%s: %s\n", dir, sub,
-			strerror(-err));
-	free(data);
-	if (subfd >= 0)
-		close(subfd);
-	close(dirfd);
-	return err;
-}
-
-struct damage_case {
-	const char *name; /* the copy's folder */
-	enum damage how;
-	unsigned int victim;
-	int want; /* the error restore must refuse it with */
-};
-
-/* Returns 1 if restore refused the damaged copy as it should, else 0. */
-static int check_damaged(const char *dir, const struct chain *c,
-			 const struct damage_case *d)
-{
-	char sub[PATH_MAX];
-	long ret;
-	int ok = 1;
-
-	if (make_damaged(dir, d->name, c, d->victim, d->how))
-		return 0;
-	if (join(sub, dir, d->name))
-		return 0;
-	printf("-- %s: %s of %s; restore must refuse it:\n", d->name,
-	       d->how == DAMAGE_FLIP ? "a byte flipped in a page" :
-	       d->how == DAMAGE_TRUNCATE ?
-				       "the last half page cut off" :
-				       "the next checkpoint's image in place",
-	       c->links[d->victim].image);
-	fflush(stdout);
-	ret = restore(sub, -1);
-	if (ret != d->want) {
-		printf("FAIL: restore of %s returned %ld (%s), not %s\n", sub,
-		       ret, ret < 0 ? strerror((int)-ret) : "pages differ",
-		       strerror(-d->want));
-		ok = 0;
-	} else {
-		printf("refused as it should be (%s)\n", strerror(-d->want));
-	}
-	/* The checkpoints before the damaged image are still good. */
-	if (d->victim > 0) {
-		ret = restore(sub, (long)d->victim - 1);
-		if (ret) {
-			printf("FAIL: checkpoint %u, before the damage, does not restore\n",
-			       d->victim - 1);
-			ok = 0;
-		}
-	}
-	return ok;
-}
+/* --- --quick: the whole cycle ------------------------------------------- */
 
 static int run_quick(struct options *o)
 {
 	const char *tmpdir = getenv("TMPDIR");
 	char dir[PATH_MAX];
-	struct chain c = { 0 };
-	unsigned int k, good = 0, failed = 0, n;
+	unsigned int k, good = 0, failed = 0;
 	double t0 = now();
-	int dirfd, ret;
-	long r;
+	int ret;
 
 	if (join(dir, tmpdir && *tmpdir ? tmpdir : "/tmp", "ckpt-XXXXXX"))
 		return EXIT_ERROR;
@@ -1270,42 +1066,13 @@ static int run_quick(struct options *o)
 
 	/* Every checkpoint restores to the memory at its instant. */
 	for (k = 0; k < o->checkpoints; k++) {
-		r = restore(dir, k);
-		if (r == 0)
+		if (restore(dir, k) == 0)
 			good++;
 		else
 			failed++;
 	}
-
-	/* Damaged copies are refused, with the error that says why. */
-	dirfd = open_dir(dir, 0);
-	if (dirfd < 0 || chain_read(dirfd, dir, &c)) {
-		ret = EXIT_ERROR;
-		if (dirfd >= 0)
-			close(dirfd);
-		goto out;
-	}
-	close(dirfd);
-	{
-		const struct damage_case cases[] = {
-			{ "corrupted", DAMAGE_FLIP, c.n > 1 ? 1 : 0, -EBADMSG },
-			{ "truncated", DAMAGE_TRUNCATE, c.n - 1, -ENODATA },
-			{ "swapped", DAMAGE_SWAP, c.n > 2 ? 1 : 0, -EPROTO },
-		};
-
-		/* A swap needs a next image. */
-		n = c.n > 1 ? 3 : 2;
-		for (k = 0; k < n; k++) {
-			if (check_damaged(dir, &c, &cases[k]))
-				good++;
-			else
-				failed++;
-		}
-	}
-	free(c.links);
-
-	printf("summary: %u checkpoints restored and verified, %u damaged copies refused: %u checks passed, %u failed, in %.1f s\n",
-	       o->checkpoints, n, good, failed, now() - t0);
+	printf("summary: %u of %u checkpoints restored and verified, in %.1f s\n",
+	       good, o->checkpoints, now() - t0);
 	ret = failed ? EXIT_MISMATCH : EXIT_OK;
 out:
 	remove_quick_dir();

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Build: cc precopy.c $(pkg-config --cflags --libs libuffdwp) -pthread -o precopy
+ * Build: cc precopy.c helpers.c $(pkg-config --cflags --libs libuffdwp) \
+ *        -pthread -o precopy
  *
  * Pre-copy live migration of a running workload's memory, the way a
  * hypervisor moves a VM: copy the whole region while the writers keep
@@ -36,6 +37,8 @@
 #include <unistd.h>
 
 #include <uffdwp/uffdwp.h>
+
+#include "helpers.h"
 
 /* A peer that makes no progress for this long is gone: nothing hangs. */
 #define IO_TIMEOUT_S 10
@@ -80,39 +83,12 @@ struct options {
 	int backend;
 };
 
-struct workload {
-	char *base;
-	size_t page, npages;
-	unsigned int nwriters;
-	/* Checked before every write; the rest is under lock. */
-	atomic_int hold;
-	int quit;
-	unsigned int parked;
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	atomic_ulong writes;
-};
-
-struct writer {
-	struct workload *w;
-	unsigned int id;
-	pthread_t thread;
-};
-
 struct sender {
 	int fd;
 	char *base;
 	size_t page;
 	unsigned long pages;
 };
-
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 /* --- the connection ----------------------------------------------------- */
 
@@ -287,22 +263,6 @@ static int receive(int lfd)
 
 /* --- the workload ------------------------------------------------------- */
 
-/* Returns 1 when the writer must quit. */
-static int park(struct workload *w)
-{
-	int quit;
-
-	pthread_mutex_lock(&w->lock);
-	w->parked++;
-	pthread_cond_broadcast(&w->cond);
-	while (atomic_load(&w->hold) && !w->quit)
-		pthread_cond_wait(&w->cond, &w->lock);
-	w->parked--;
-	quit = w->quit;
-	pthread_mutex_unlock(&w->lock);
-	return quit;
-}
-
 static void *writer_main(void *arg)
 {
 	struct writer *me = arg;
@@ -317,7 +277,7 @@ static void *writer_main(void *arg)
 
 	for (;;) {
 		if (atomic_load_explicit(&w->hold, memory_order_acquire) &&
-		    park(w))
+		    workload_park(w))
 			break;
 		rnd ^= rnd << 13;
 		rnd ^= rnd >> 7;
@@ -333,39 +293,8 @@ static void *writer_main(void *arg)
 			nanosleep(&pace, NULL);
 	}
 	atomic_fetch_add(&w->writes, n);
+	workload_exit(w);
 	return NULL;
-}
-
-/* On return no writer is between the start and the end of a write. */
-static void pause_writers(struct workload *w)
-{
-	pthread_mutex_lock(&w->lock);
-	atomic_store(&w->hold, 1);
-	while (w->parked < w->nwriters)
-		pthread_cond_wait(&w->cond, &w->lock);
-	pthread_mutex_unlock(&w->lock);
-}
-
-static void resume_writers(struct workload *w)
-{
-	pthread_mutex_lock(&w->lock);
-	atomic_store(&w->hold, 0);
-	pthread_cond_broadcast(&w->cond);
-	pthread_mutex_unlock(&w->lock);
-}
-
-static void stop_writers(struct workload *w, struct writer *wr,
-			 unsigned int started)
-{
-	unsigned int i;
-
-	pthread_mutex_lock(&w->lock);
-	w->quit = 1;
-	atomic_store(&w->hold, 1);
-	pthread_cond_broadcast(&w->cond);
-	pthread_mutex_unlock(&w->lock);
-	for (i = 0; i < started; i++)
-		pthread_join(wr[i].thread, NULL);
 }
 
 /* --- the sender --------------------------------------------------------- */
@@ -394,10 +323,10 @@ static long copy_round(struct uffdwp_ctx *ctx, struct sender *s,
 
 	s->pages = 0;
 	if (quiesce)
-		pause_writers(w);
+		workload_pause(w);
 	n = uffdwp_collect(ctx, send_run, s);
 	if (quiesce)
-		resume_writers(w);
+		workload_resume(w);
 	if (n < 0) {
 		fprintf(stderr, "precopy: uffdwp_collect: %s\n",
 			strerror((int)-n));
@@ -551,7 +480,7 @@ static int migrate(const struct options *o, int fd)
 
 	/* Stop-and-copy: from here on the sender's memory does not change. */
 	t_pause = now();
-	pause_writers(&w);
+	workload_pause(&w);
 	n = copy_round(ctx, &s, &w, 0);
 	if (n < 0)
 		goto out;
@@ -566,7 +495,7 @@ static int migrate(const struct options *o, int fd)
 			strerror((int)-bad));
 		goto out;
 	}
-	stop_writers(&w, wr, started);
+	workload_stop(&w, wr, started);
 	started = 0;
 
 	printf("rounds 0-%u and stop-and-copy: %lu pages sent (%.2fx the region), %lu writes during the migration\n",
@@ -590,7 +519,7 @@ static int migrate(const struct options *o, int fd)
 	}
 
 out:
-	stop_writers(&w, wr, started);
+	workload_stop(&w, wr, started);
 	if (w.base) {
 		err = uffdwp_untrack(ctx, w.base, o->size);
 		if (err && err != -ENOENT)

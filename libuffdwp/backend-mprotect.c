@@ -9,8 +9,8 @@
  * process-wide, immutable, sorted table swapped atomically; a counter of
  * handlers in flight tells an updater when nobody can still read the old
  * table. (urcu-bp readers register lazily under a mutex: not in a signal
- * handler.) Faults outside tracked ranges go to the handler that was
- * installed before ours.
+ * handler.) It is one owner of the library's SIGSEGV handler (segv.h):
+ * faults outside tracked ranges go on to the program's handler.
  *
  * Collect protocol (3.3): raise the context's pause flag, wait until no
  * handler is in flight (handlers seeing the flag wait), take the recorded
@@ -34,6 +34,7 @@
 
 #include "backend.h"
 #include "segv.h"
+#include "shadow-alloc.h"
 #include "testhooks.h"
 #include "vmaid.h"
 #include "zaps.h"
@@ -68,11 +69,14 @@ static unsigned long inflight;
  * to the previous handler as the program's own.
  */
 static uint64_t last_removal_ns;
-/* Handlers waiting for a context's collect to end (they read its state). */
-static unsigned long waiters;
+/*
+ * Collects of any context that paused their handlers. A handler waits for
+ * this to drop, not for its context's own flag: it waits with the
+ * program's mask (segv_wait_begin()), so the program may park it there
+ * while the context is freed.
+ */
+static unsigned long pausing;
 #define REMOVAL_GRACE_NS (50ULL * 1000 * 1000)
-static struct sigaction previous;
-static bool installed;
 
 static void relax(void)
 {
@@ -111,18 +115,26 @@ static struct region *inherited_lookup(uintptr_t addr)
 
 /* --- the range's own mappings (vmaid.h) -------------------------------- */
 
+/* The backend's part of a tracked range (region->bdata): its mappings at
+ * track. The SIGSEGV handler reads it: not from the heap. */
+struct mp_range {
+	struct vma_span *ids;
+	size_t nids;
+};
+
 /* Whether @v, the mapping at @addr now, is the one tracked there. */
 static bool mp_ours(const struct region *r, const struct vma_info *v,
 		    uintptr_t addr)
 {
+	const struct mp_range *m = __atomic_load_n(&r->bdata, __ATOMIC_ACQUIRE);
 	size_t i;
 
 	/* The library sets only these; anything else is the program's. */
 	if (v->prot != PROT_READ && v->prot != (PROT_READ | PROT_WRITE))
 		return false;
-	for (i = 0; i < r->nids; i++)
-		if (addr >= r->ids[i].lo && addr < r->ids[i].hi)
-			return vma_id_eq(&v->id, &r->ids[i].id);
+	for (i = 0; m && i < m->nids; i++)
+		if (addr >= m->ids[i].lo && addr < m->ids[i].hi)
+			return vma_id_eq(&v->id, &m->ids[i].id);
 	return false;
 }
 
@@ -192,30 +204,44 @@ static int add_id(void *arg, const struct vma_info *v)
 static int ids_record(struct region *r)
 {
 	struct ids_fill f = { 0 };
+	struct mp_range *m;
 	int ret = vma_walk(r->start, r->end, add_id, &f);
 
 	if (ret)
 		return ret;
 	f.cap = f.n ? f.n : 1;
 	f.n = 0;
-	f.s = handler_zalloc(f.cap * sizeof(*f.s));
-	if (!f.s)
-		return -ENOMEM;
-	ret = vma_walk(r->start, r->end, add_id, &f);
-	if (ret) {
-		handler_free(f.s, f.cap * sizeof(*f.s));
-		return ret;
+	f.s = shadow_zalloc(f.cap * sizeof(*f.s));
+	m = shadow_zalloc(sizeof(*m));
+	if (!f.s || !m) {
+		ret = -ENOMEM;
+		goto err;
 	}
-	r->ids = f.s;
-	r->nids = f.cap; /* unused entries are empty spans */
+	ret = vma_walk(r->start, r->end, add_id, &f);
+	if (ret)
+		goto err;
+	m->ids = f.s;
+	m->nids = f.cap; /* unused entries are empty spans */
+	/* The handler may look at the range already (it is published). */
+	__atomic_store_n(&r->bdata, m, __ATOMIC_RELEASE);
 	return 0;
+err:
+	if (f.s)
+		shadow_free(f.s, f.cap * sizeof(*f.s));
+	if (m)
+		shadow_free(m, sizeof(*m));
+	return ret;
 }
 
 static void ids_free(struct region *r)
 {
-	handler_free(r->ids, r->nids * sizeof(*r->ids));
-	r->ids = NULL;
-	r->nids = 0;
+	struct mp_range *m = r->bdata;
+
+	if (!m)
+		return;
+	r->bdata = NULL;
+	shadow_free(m->ids, m->nids * sizeof(*m->ids));
+	shadow_free(m, sizeof(*m));
 }
 
 /*
@@ -250,60 +276,53 @@ static int prot_own(const struct region *r, uintptr_t lo, uintptr_t hi,
 	return 0;
 }
 
-static void on_segv(int sig, siginfo_t *info, void *uctx)
+/* The mprotect backend's look at a fault (segv.h). */
+static bool mp_fault(int sig, siginfo_t *info, void *uctx)
 {
-	int saved = errno;
 	uintptr_t addr = (uintptr_t)info->si_addr, page;
 	enum fault_kind kind;
 	struct region *r;
 	struct mp_state *s;
 
+	(void)sig;
 	page = addr & ~(uintptr_t)(page_size() - 1);
-	for (;;) {
-		__atomic_fetch_add(&inflight, 1, __ATOMIC_SEQ_CST);
-		r = table_lookup(__atomic_load_n(&table, __ATOMIC_SEQ_CST),
-				 addr);
-		if (!r && info->si_code == SEGV_ACCERR &&
-		    (r = inherited_lookup(addr))) {
-			/* A forked child's copy of its parent's range. */
-			kind = classify_fault(r, page);
-			if (kind == FAULT_OURS)
-				mprotect((void *)page, page_size(),
-					 PROT_READ | PROT_WRITE);
-			__atomic_fetch_sub(&inflight, 1, __ATOMIC_SEQ_CST);
-			errno = saved;
-			if (kind == FAULT_FOREIGN)
-				segv_chain(&previous, sig, info, uctx);
-			return;
-		}
-		if (!r || info->si_code != SEGV_ACCERR) {
-			__atomic_fetch_sub(&inflight, 1, __ATOMIC_SEQ_CST);
-			errno = saved;
-			if (!r && info->si_code == SEGV_ACCERR &&
-			    now_ns() - __atomic_load_n(&last_removal_ns,
-						       __ATOMIC_SEQ_CST) <
-				    REMOVAL_GRACE_NS)
-				return;
-			segv_chain(&previous, sig, info, uctx);
-			return;
-		}
-		s = r->ctx->bdata;
-		if (!__atomic_load_n(&s->paused, __ATOMIC_SEQ_CST))
-			break;
-		__atomic_fetch_add(&waiters, 1, __ATOMIC_SEQ_CST);
+	__atomic_fetch_add(&inflight, 1, __ATOMIC_SEQ_CST);
+	r = table_lookup(__atomic_load_n(&table, __ATOMIC_SEQ_CST), addr);
+	if (!r && info->si_code == SEGV_ACCERR &&
+	    (r = inherited_lookup(addr))) {
+		/* A forked child's copy of its parent's range. */
+		kind = classify_fault(r, page);
+		if (kind == FAULT_OURS)
+			mprotect((void *)page, page_size(),
+				 PROT_READ | PROT_WRITE);
 		__atomic_fetch_sub(&inflight, 1, __ATOMIC_SEQ_CST);
-		while (__atomic_load_n(&s->paused, __ATOMIC_SEQ_CST))
+		return kind != FAULT_FOREIGN;
+	}
+	if (!r || info->si_code != SEGV_ACCERR) {
+		__atomic_fetch_sub(&inflight, 1, __ATOMIC_SEQ_CST);
+		/* A fault on a range just untracked, from a write that saw
+		 * it read-only: it runs again, now writable. */
+		return !r && info->si_code == SEGV_ACCERR &&
+		       now_ns() - __atomic_load_n(&last_removal_ns,
+						  __ATOMIC_SEQ_CST) <
+			       REMOVAL_GRACE_NS;
+	}
+	s = r->ctx->bdata;
+	if (__atomic_load_n(&s->paused, __ATOMIC_SEQ_CST)) {
+		/* Not in flight while waiting: the collect does not wait for
+		 * us, so a stop signal may park us here. Then the write runs
+		 * again, and faults again if it must. */
+		__atomic_fetch_sub(&inflight, 1, __ATOMIC_SEQ_CST);
+		segv_wait_unblocked(uctx);
+		while (__atomic_load_n(&pausing, __ATOMIC_SEQ_CST))
 			relax();
-		__atomic_fetch_sub(&waiters, 1, __ATOMIC_SEQ_CST);
+		return true;
 	}
 	testhook_hold(HOLD_MPROTECT_HANDLER);
 	kind = classify_fault(r, page);
 	if (kind != FAULT_OURS) {
 		__atomic_fetch_sub(&inflight, 1, __ATOMIC_SEQ_CST);
-		errno = saved;
-		if (kind == FAULT_FOREIGN)
-			segv_chain(&previous, sig, info, uctx);
-		return;
+		return kind != FAULT_FOREIGN;
 	}
 	/* Record before unprotecting: an unprotected page is always in the
 	 * recorded set, so a collect cannot miss its writes. */
@@ -312,13 +331,11 @@ static void on_segv(int sig, siginfo_t *info, void *uctx)
 		/* Not writable at all (a file opened read-only mapped over
 		 * it): not ours, and retrying would fault for ever. */
 		__atomic_fetch_sub(&inflight, 1, __ATOMIC_SEQ_CST);
-		errno = saved;
-		segv_chain(&previous, sig, info, uctx);
-		return;
+		return false;
 	}
 	cnt_add(&r->ctx->cnt.faults, 1);
 	__atomic_fetch_sub(&inflight, 1, __ATOMIC_SEQ_CST);
-	errno = saved;
+	return true;
 }
 
 static void wait_no_handlers(void)
@@ -377,15 +394,7 @@ static int table_update(struct region *add, struct region *del)
 
 static int install_handler(void)
 {
-	int ret;
-
-	if (installed)
-		return 0;
-	ret = segv_install(on_segv, &previous);
-	if (ret)
-		return ret;
-	installed = true;
-	return 0;
+	return segv_own(SEGV_OWNER_MPROTECT, mp_fault);
 }
 
 /* The first range of @t that ends after @addr. */
@@ -447,27 +456,25 @@ static const struct wp_target mp_target = {
 	.unprotect = mp_unprotect,
 };
 
-static int mp_init(struct uffdwp_ctx *ctx, const struct uffdwp_ctx_opts *o)
+static int mp_init(struct backend_ctx *ctx, const struct uffdwp_ctx_opts *o,
+		   const struct uffdwp_caps *caps)
 {
-	struct uffdwp_caps caps = { .sz = sizeof(caps) };
 	struct mp_state *s;
-	int ret = uffdwp_probe(&caps);
+	int ret;
 
-	if (ret)
-		return ret;
-	s = handler_zalloc(sizeof(*s));
+	s = shadow_zalloc(sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	ret = zaps_init(&s->zaps, caps.pagemap_scan);
+	ret = zaps_init(&s->zaps, caps->pagemap_scan);
 	if (ret) {
-		handler_free(s, sizeof(*s));
+		shadow_free(s, sizeof(*s));
 		return ret;
 	}
 	ctx->bdata = s;
 	return 0;
 }
 
-static void mp_fini(struct uffdwp_ctx *ctx, bool in_child)
+static void mp_fini(struct backend_ctx *ctx, bool in_child)
 {
 	struct mp_state *s = ctx->bdata;
 	struct region_set *set = ctx->regions;
@@ -481,12 +488,8 @@ static void mp_fini(struct uffdwp_ctx *ctx, bool in_child)
 			prot_own(set->r[i], set->r[i]->start, set->r[i]->end,
 				 PROT_READ | PROT_WRITE);
 
-	/* Handlers waiting out a pause read s->paused: let them leave. (In
-	 * a child none can: the inherited table points at no context.) */
-	while (!in_child && __atomic_load_n(&waiters, __ATOMIC_SEQ_CST))
-		relax();
 	zaps_fini(&s->zaps);
-	handler_free(s, sizeof(*s));
+	shadow_free(s, sizeof(*s));
 	ctx->bdata = NULL;
 }
 
@@ -502,7 +505,7 @@ static void mp_atfork(enum fork_phase phase)
 	case FORK_CHILD:
 		/* The parent's handlers in flight do not exist here. */
 		__atomic_store_n(&inflight, 0, __ATOMIC_SEQ_CST);
-		__atomic_store_n(&waiters, 0, __ATOMIC_SEQ_CST);
+		__atomic_store_n(&pausing, 0, __ATOMIC_SEQ_CST);
 		if (table) {
 			table->older = inherited;
 			inherited = table;
@@ -513,7 +516,7 @@ static void mp_atfork(enum fork_phase phase)
 	}
 }
 
-static const char *mp_refuse(struct uffdwp_ctx *ctx, int memtype)
+static const char *mp_refuse(struct backend_ctx *ctx, int memtype)
 {
 	if (memtype == MEM_FILE)
 		return "file-backed mappings: writes through other mappings or write(2) are invisible; use uffd_async";
@@ -522,7 +525,7 @@ static const char *mp_refuse(struct uffdwp_ctx *ctx, int memtype)
 	return NULL;
 }
 
-static int mp_track(struct uffdwp_ctx *ctx, struct region *r)
+static int mp_track(struct backend_ctx *ctx, struct region *r)
 {
 	int ret;
 
@@ -530,8 +533,9 @@ static int mp_track(struct uffdwp_ctx *ctx, struct region *r)
 	 * refuse while one exists, unless the caller vouches that none
 	 * writes the range (threads started later are the caller's to
 	 * check; uffdwp.h). When /proc cannot tell, track. */
+	testhook_hold(HOLD_TRACK_LOOK);
 	if (!(r->flags & UFFDWP_TRACK_SIGSEGV_BLOCKERS) &&
-	    segv_blocked_somewhere() > 0)
+	    segv_blocked_somewhere(SIGSEGV) > 0)
 		return -EDEADLK;
 	vma_query_init();
 	ret = ids_record(r);
@@ -562,10 +566,10 @@ static int mp_track(struct uffdwp_ctx *ctx, struct region *r)
 	return ret;
 }
 
-static int note_foreign(const struct uffdwp_ctx *ctx, uintptr_t lo,
+static int note_foreign(const struct backend_ctx *ctx, uintptr_t lo,
 			uintptr_t hi);
 
-static void mp_untrack(struct uffdwp_ctx *ctx, struct region *r)
+static void mp_untrack(struct backend_ctx *ctx, struct region *r)
 {
 	/* What is not its own mapping now stays as the program made it. */
 	pthread_mutex_lock(&table_lock);
@@ -591,7 +595,7 @@ static void mp_untrack(struct uffdwp_ctx *ctx, struct region *r)
  */
 struct foreign_walk {
 	const struct sig_table *t;
-	const struct uffdwp_ctx *ctx;
+	const struct backend_ctx *ctx;
 	size_t i;
 	uintptr_t prev;
 };
@@ -647,7 +651,7 @@ static int foreign_piece(void *arg, const struct vma_info *v)
 	return 0;
 }
 
-static int note_foreign(const struct uffdwp_ctx *ctx, uintptr_t lo,
+static int note_foreign(const struct backend_ctx *ctx, uintptr_t lo,
 			uintptr_t hi)
 {
 	struct foreign_walk w = { .t = table, .ctx = ctx, .prev = lo };
@@ -662,7 +666,8 @@ static int note_foreign(const struct uffdwp_ctx *ctx, uintptr_t lo,
 }
 
 /* The span of @ctx's ranges in the table; caller holds table_lock. */
-static void ctx_span(const struct uffdwp_ctx *ctx, uintptr_t *lo, uintptr_t *hi)
+static void ctx_span(const struct backend_ctx *ctx, uintptr_t *lo,
+		     uintptr_t *hi)
 {
 	size_t i;
 
@@ -688,7 +693,7 @@ static void drop_gone(struct region *r)
 	}
 }
 
-static int mp_harvest(struct uffdwp_ctx *ctx)
+static int mp_harvest(struct backend_ctx *ctx)
 {
 	struct mp_state *s = ctx->bdata;
 	struct region_set *set = ctx->regions;
@@ -700,6 +705,7 @@ static int mp_harvest(struct uffdwp_ctx *ctx)
 
 	/* Handlers wait for the pause to end: see segv.h. */
 	segv_window_enter(&mask);
+	__atomic_fetch_add(&pausing, 1, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&s->paused, 1, __ATOMIC_SEQ_CST);
 	testhook_hold(HOLD_MPROTECT_PAUSE);
 	wait_no_handlers();
@@ -738,6 +744,7 @@ static int mp_harvest(struct uffdwp_ctx *ctx)
 					    &set->r[i]->pending);
 	}
 	__atomic_store_n(&s->paused, 0, __ATOMIC_SEQ_CST);
+	__atomic_fetch_sub(&pausing, 1, __ATOMIC_SEQ_CST);
 	segv_window_leave(&mask);
 	return ret;
 }

@@ -24,8 +24,8 @@
 #include <unistd.h>
 
 #include "backend.h"
-#include "pagemap.h"
-#include "uffd.h"
+#include "sys-pagemap.h"
+#include "sys-uffd.h"
 
 #define PREAD_ENTRIES 4096
 #define SCAN_VEC 1024
@@ -44,14 +44,12 @@ struct sd_state {
 	bool use_scan;
 };
 
-static int sd_init(struct uffdwp_ctx *ctx, const struct uffdwp_ctx_opts *o)
+static int sd_init(struct backend_ctx *ctx, const struct uffdwp_ctx_opts *o,
+		   const struct uffdwp_caps *caps)
 {
-	struct uffdwp_caps caps = { .sz = sizeof(caps) };
 	struct sd_state *s;
-	int ret = uffdwp_probe(&caps);
+	int ret;
 
-	if (ret)
-		return ret;
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
@@ -61,12 +59,12 @@ static int sd_init(struct uffdwp_ctx *ctx, const struct uffdwp_ctx_opts *o)
 		free(s);
 		return ret;
 	}
-	s->use_scan = caps.pagemap_scan_soft_dirty;
+	s->use_scan = caps->pagemap_scan_soft_dirty;
 	ctx->bdata = s;
 	return 0;
 }
 
-static void sd_fini(struct uffdwp_ctx *ctx, bool in_child)
+static void sd_fini(struct backend_ctx *ctx, bool in_child)
 {
 	struct sd_state *s = ctx->bdata;
 
@@ -96,7 +94,7 @@ static void sd_atfork(enum fork_phase phase)
 	}
 }
 
-static const char *sd_refuse(struct uffdwp_ctx *ctx, int memtype)
+static const char *sd_refuse(struct backend_ctx *ctx, int memtype)
 {
 	if (memtype != MEM_ANON)
 		return "soft-dirty tracks private anonymous memory only here";
@@ -229,7 +227,7 @@ static int read_scan(int pm, struct region *r, bool keep)
 	return ret;
 }
 
-static int read_region(struct uffdwp_ctx *ctx, struct region *r, bool keep)
+static int read_region(struct backend_ctx *ctx, struct region *r, bool keep)
 {
 	struct sd_state *s = r->ctx->bdata;
 
@@ -237,7 +235,7 @@ static int read_region(struct uffdwp_ctx *ctx, struct region *r, bool keep)
 			     read_pread(s->pagemap, r, keep);
 }
 
-static int clear_refs(struct uffdwp_ctx *ctx)
+static int clear_refs(struct backend_ctx *ctx)
 {
 	cnt_add(&ctx->cnt.clear_calls, 1);
 	return pagemap_clear_soft_dirty();
@@ -248,7 +246,7 @@ static int clear_refs(struct uffdwp_ctx *ctx)
  * what was written before it was tracked is not news), then clear once.
  * Caller holds sd_lock.
  */
-static int read_all_then_clear(struct uffdwp_ctx *ctx, struct region *fresh)
+static int read_all_then_clear(struct backend_ctx *ctx, struct region *fresh)
 {
 	struct sd_entry *e;
 	int ret;
@@ -266,7 +264,7 @@ static int read_all_then_clear(struct uffdwp_ctx *ctx, struct region *fresh)
 	return 0;
 }
 
-static int sd_track(struct uffdwp_ctx *ctx, struct region *r)
+static int sd_track(struct backend_ctx *ctx, struct region *r)
 {
 	struct sd_entry *e = calloc(1, sizeof(*e));
 	int ret;
@@ -285,7 +283,7 @@ static int sd_track(struct uffdwp_ctx *ctx, struct region *r)
 	return ret;
 }
 
-static void sd_untrack(struct uffdwp_ctx *ctx, struct region *r)
+static void sd_untrack(struct backend_ctx *ctx, struct region *r)
 {
 	struct sd_entry *e;
 
@@ -300,7 +298,7 @@ static void sd_untrack(struct uffdwp_ctx *ctx, struct region *r)
 	pthread_mutex_unlock(&sd_lock);
 }
 
-static int sd_harvest(struct uffdwp_ctx *ctx)
+static int sd_harvest(struct backend_ctx *ctx)
 {
 	struct region_set *set = ctx->regions;
 	size_t i;

@@ -2,7 +2,10 @@
 /*
  * uffd_sync: tracked pages are write-protected with UFFDIO_WRITEPROTECT; a
  * write blocks its thread and sends a message to the library's handler
- * threads (handler.c), which record the page and unprotect it.
+ * threads (syncwp-handler.c), which record the page and unprotect it. In
+ * the self-service mode (UFFDWP_CTX_SELF_SERVICE) the write raises SIGBUS
+ * in the writing thread instead, which does the same itself
+ * (syncwp-self.c).
  *
  * Collect protocol (invariant 3.3): take the resolve lock exclusively, which
  * pauses resolution (faulting writers wait in the queue); move the recorded
@@ -15,39 +18,40 @@
 #include <stdlib.h>
 
 #include "backend.h"
+#include "segv.h"
 #include "snapshot.h"
 #include "syncwp.h"
-#include "testhooks.h"
-#include "uffd.h"
+#include "sys-uffd.h"
 
-struct uffdwp_test_hooks uffdwp_test_hooks;
-
-static struct sync_state *st(struct uffdwp_ctx *ctx)
+static struct sync_state *st(struct backend_ctx *ctx)
 {
 	return ctx->bdata;
 }
 
-static int sync_init(struct uffdwp_ctx *ctx, const struct uffdwp_ctx_opts *o)
+static int sync_init(struct backend_ctx *ctx, const struct uffdwp_ctx_opts *o,
+		     const struct uffdwp_caps *caps)
 {
+	struct sync_env env = backend_sync_env(ctx);
 	struct sync_state *s;
 	int ret;
 
-	(void)o;
-	ret = syncwp_open(ctx, ctx->handler_threads, &s);
+	ret = syncwp_open(&env, caps->uffd_mode, caps->uffd_features,
+			  o->flags & UFFDWP_CTX_SELF_SERVICE,
+			  ctx->handler_threads, &s);
 	if (ret)
 		return ret;
 	ctx->bdata = s;
 	return 0;
 }
 
-static void sync_fini(struct uffdwp_ctx *ctx, bool in_child)
+static void sync_fini(struct backend_ctx *ctx, bool in_child)
 {
 	syncwp_close(st(ctx), in_child);
 	if (!in_child)
 		ctx->bdata = NULL;
 }
 
-static const char *sync_refuse(struct uffdwp_ctx *ctx, int memtype)
+static const char *sync_refuse(struct backend_ctx *ctx, int memtype)
 {
 	struct sync_state *s = st(ctx);
 
@@ -66,59 +70,58 @@ static const char *sync_refuse(struct uffdwp_ctx *ctx, int memtype)
  * message for a page of an untracked range must not be resolved after the
  * same page was armed by a new track.
  */
-static int sync_track(struct uffdwp_ctx *ctx, struct region *r)
+static int sync_track(struct backend_ctx *ctx, struct region *r)
 {
 	struct sync_state *s = st(ctx);
 	struct wp_target t = syncwp_target(s);
 	size_t len = r->end - r->start;
 	int ret;
 
+	/* A thread that blocks SIGBUS would die on its first write here:
+	 * as on the mprotect backend (uffdwp.h). */
+	if (s->self && !(r->flags & UFFDWP_TRACK_SIGSEGV_BLOCKERS) &&
+	    segv_blocked_somewhere(SIGBUS) > 0)
+		return -EDEADLK;
 	ret = uffd_register(s->uffd, (void *)r->start, len,
 			    UFFDIO_REGISTER_MODE_WP, NULL);
 	if (ret)
 		return ret == -EBUSY ? -EEXIST : ret;
 	ret = syncwp_populate(s, r->start, len);
-	handler_pause(s);
+	if (!ret)
+		ret = syncwp_attach(s, r);
+	syncwp_pause(s);
 	if (!ret)
 		ret = wpbatch_protect(&ctx->batch, r->start, len, r);
 	if (!ret)
 		ret = wpbatch_flush(&ctx->batch, &t);
-	handler_resume(s);
+	syncwp_resume(s);
 	if (ret) {
 		uffd_unregister(s->uffd, (void *)r->start, len);
 		uffd_wake(s->uffd, (void *)r->start, len);
+		syncwp_detach(s, r);
 	}
 	return ret;
 }
 
-static void sync_untrack(struct uffdwp_ctx *ctx, struct region *r)
+static void sync_untrack(struct backend_ctx *ctx, struct region *r)
 {
 	struct sync_state *s = st(ctx);
 
 	/* Unregistering drops the protection, but wakes only the waiters of
 	 * MISSING registrations: wake write-protect waiters ourselves. */
-	handler_pause(s);
+	syncwp_pause(s);
 	uffd_unregister(s->uffd, (void *)r->start, r->end - r->start);
 	uffd_wake(s->uffd, (void *)r->start, r->end - r->start);
-	handler_resume(s);
+	syncwp_resume(s);
+	syncwp_detach(s, r);
 }
 
-static int sync_harvest(struct uffdwp_ctx *ctx)
+static int sync_harvest(struct backend_ctx *ctx)
 {
-	struct sync_state *s = st(ctx);
 	struct region_set *set = ctx->regions;
-	bool paused = !uffdwp_test_hooks.break_sync_collect;
-	int ret;
 
-	if (paused)
-		handler_pause(s);
-	handler_quiesce_events(s);
-	ret = syncwp_harvest_locked(ctx, s, set ? set->r : NULL,
-				    set ? set->n : 0);
-	if (paused) {
-		handler_resume(s);
-	}
-	return ret;
+	return syncwp_harvest(st(ctx), set ? set->r : NULL, set ? set->n : 0,
+			      NULL, NULL);
 }
 
 /*
@@ -126,29 +129,27 @@ static int sync_harvest(struct uffdwp_ctx *ctx)
  * re-protected, so the whole range is protected), hand the pending pages
  * of the range to the snapshot, publish it to the handlers, resume.
  */
-static int sync_snap_begin(struct uffdwp_ctx *ctx, struct uffdwp_snapshot *snap)
+static int sync_snap_begin(struct backend_ctx *ctx,
+			   struct uffdwp_snapshot *snap)
 {
-	struct sync_state *s = st(ctx);
 	struct region_set *set = ctx->regions;
-	int ret;
 
-	handler_pause(s);
-	handler_quiesce_events(s);
-	ret = syncwp_harvest_locked(ctx, s, set->r, set->n);
-	if (!ret)
-		snapshot_publish(snap, s);
-	handler_resume(s);
-	return ret;
+	/* The pre-image must be copied before the unprotect, and the
+	 * snapshot engine's copy is not async-signal-safe (uffdwp.h). */
+	if (st(ctx)->self)
+		return -EOPNOTSUPP;
+	return syncwp_harvest(st(ctx), set->r, set->n, snapshot_publish_instant,
+			      snap);
 }
 
-static void sync_snap_end(struct uffdwp_ctx *ctx, struct uffdwp_snapshot *snap)
+static void sync_snap_end(struct backend_ctx *ctx, struct uffdwp_snapshot *snap)
 {
 	struct sync_state *s = st(ctx);
 
 	/* Pages stay protected: their next write is recorded as usual. */
-	handler_pause(s);
+	syncwp_pause(s);
 	snapshot_unpublish(snap, s);
-	handler_resume(s);
+	syncwp_resume(s);
 }
 
 const struct backend_ops backend_uffd_sync = {
@@ -161,4 +162,5 @@ const struct backend_ops backend_uffd_sync = {
 	.harvest = sync_harvest,
 	.snap_begin = sync_snap_begin,
 	.snap_end = sync_snap_end,
+	.atfork = syncwp_atfork,
 };

@@ -2,9 +2,12 @@
 /*
  * The table of known kernel defects a tracking library must live with: what
  * each is, how the library detects it (by behaviour; a kernel version is
- * never evidence, distributions backport), and what the library does.
+ * never evidence, distributions backport), and what the library does. The
+ * probe's defect step and the race probe's verdicts on the stale-TLB
+ * entries live here; probe.c serves the table from its cached result.
  */
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -13,9 +16,9 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
-#include "pagemap.h"
+#include "sys-pagemap.h"
 #include "probe.h"
-#include "uffd.h"
+#include "sys-uffd.h"
 
 static const struct defect_desc descs[DEFECT_COUNT] = {
 	[DEFECT_STALE_TLB_UFFD_WP] = {
@@ -387,4 +390,58 @@ int probe_defects(struct probe_result *r)
 		ret = check_read_zero_page(r, pm);
 	close(pm);
 	return ret;
+}
+
+/*
+ * The stale-TLB defects are decided only by race probe A, too costly to run
+ * implicitly: its latest verdicts live here, beside the immutable probe
+ * result. Their strings stay valid until the next uffdwp_race_probe().
+ */
+static pthread_mutex_t race_note_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct defect_state race_note[2];
+static bool race_noted[2];
+
+void defects_note_race(const struct uffdwp_race_result *res)
+{
+	int idx = res->mechanism == UFFDWP_RACE_SOFT_DIRTY ? 1 : 0;
+	int status;
+
+	if (res->probe != UFFDWP_RACE_PROBE_A)
+		return;
+	if (res->verdict == UFFDWP_RACE_FAIL)
+		status = UFFDWP_DEFECT_PRESENT;
+	else if (res->verdict == UFFDWP_RACE_INCONCLUSIVE)
+		status = UFFDWP_DEFECT_UNKNOWN;
+	else
+		status = UFFDWP_DEFECT_ABSENT;
+	pthread_mutex_lock(&race_note_lock);
+	/* Two uffd mechanisms share one entry: a failure sticks. */
+	if (!(race_noted[idx] &&
+	      race_note[idx].status == UFFDWP_DEFECT_PRESENT)) {
+		race_note[idx].status = status;
+		snprintf(race_note[idx].observed,
+			 sizeof(race_note[idx].observed),
+			 "race probe A on %s: %s: %s",
+			 uffdwp_race_mechanism_name(res->mechanism),
+			 uffdwp_race_verdict_name(res->verdict), res->why);
+		race_noted[idx] = true;
+	}
+	pthread_mutex_unlock(&race_note_lock);
+}
+
+void defect_race_overlay(size_t idx, int *status, const char **observed)
+{
+	int k;
+
+	if ((idx != DEFECT_STALE_TLB_UFFD_WP &&
+	     idx != DEFECT_STALE_TLB_SOFT_DIRTY) ||
+	    *status == UFFDWP_DEFECT_NOT_APPLICABLE)
+		return;
+	k = idx == DEFECT_STALE_TLB_SOFT_DIRTY;
+	pthread_mutex_lock(&race_note_lock);
+	if (race_noted[k]) {
+		*status = race_note[k].status;
+		*observed = race_note[k].observed;
+	}
+	pthread_mutex_unlock(&race_note_lock);
 }

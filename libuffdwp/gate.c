@@ -23,6 +23,7 @@
 #include "internal.h"
 #include "segv.h"
 #include "testhooks.h"
+#include "vma.h"
 
 #define SLOTS 256
 #define GRACE_NS (200ULL * 1000 * 1000)
@@ -36,8 +37,6 @@ struct slot {
 
 static struct slot slots[SLOTS];
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static struct sigaction previous;
-static bool installed;
 
 /*
  * fork() waits until every gate is open: a child would inherit the range
@@ -75,20 +74,29 @@ void gate_atfork(enum fork_phase phase)
 	}
 }
 
-static void on_segv(int sig, siginfo_t *info, void *uctx)
+/* The gates' look at a fault (segv.h). */
+static bool gate_fault(int sig, siginfo_t *info, void *uctx)
 {
 	uintptr_t addr = (uintptr_t)info->si_addr;
-	int saved = errno, i;
 	bool ours = false;
+	int i;
 
+	(void)sig;
 	if (info->si_code != SEGV_ACCERR)
-		goto other;
+		return false;
 	for (i = 0; i < SLOTS; i++) {
 		struct slot *s = &slots[i];
 
 		if (addr < __atomic_load_n(&s->start, __ATOMIC_ACQUIRE) ||
 		    addr >= __atomic_load_n(&s->end, __ATOMIC_ACQUIRE))
 			continue;
+		if (__atomic_load_n(&s->closed, __ATOMIC_ACQUIRE)) {
+			/* The gate's closer does not wait for us (slots are
+			 * static), so a stop signal may park us here; we only
+			 * return after the wait. */
+			ours = true;
+			segv_wait_unblocked(uctx);
+		}
 		while (__atomic_load_n(&s->closed, __ATOMIC_ACQUIRE)) {
 			/* Sleep, not spin: the thread that will open the
 			 * gate may need this CPU. (futex is a plain system
@@ -96,33 +104,15 @@ static void on_segv(int sig, siginfo_t *info, void *uctx)
 			 * races with a slot being reused. */
 			struct timespec ts = { 0, 1000000 };
 
-			ours = true;
 			syscall(SYS_futex, &s->closed, FUTEX_WAIT_PRIVATE, 1,
 				&ts, NULL, 0);
 		}
 		if (ours || now_ns() - __atomic_load_n(&s->opened_ns,
 						       __ATOMIC_ACQUIRE) <
-				    GRACE_NS) {
-			errno = saved;
-			return;
-		}
+				    GRACE_NS)
+			return true;
 	}
-other:
-	errno = saved;
-	segv_chain(&previous, sig, info, uctx);
-}
-
-static int install(void)
-{
-	int ret;
-
-	if (installed)
-		return 0;
-	ret = segv_install(on_segv, &previous);
-	if (ret)
-		return ret;
-	installed = true;
-	return 0;
+	return false;
 }
 
 static int add_seg(struct gate *g, size_t *n, uintptr_t lo, uintptr_t hi,
@@ -140,48 +130,42 @@ static int add_seg(struct gate *g, size_t *n, uintptr_t lo, uintptr_t hi,
 
 /* The writable mappings of [start, end), clipped to it and to @allow (if
  * not NULL), from maps. */
+struct gate_walk {
+	struct gate *g;
+	size_t n;
+	const struct span *allow;
+	size_t nallow;
+};
+
+/* The writable parts of a mapping, within the allowed spans, if any. */
+static int gate_one(void *arg, const struct vma_map *m)
+{
+	struct gate_walk *w = arg;
+	uintptr_t a, b;
+	size_t i;
+	int ret = 0;
+
+	if (!(m->prot & PROT_WRITE))
+		return 0;
+	if (!w->allow)
+		return add_seg(w->g, &w->n, m->lo, m->hi, m->prot);
+	for (i = 0; !ret && i < w->nallow; i++) {
+		a = w->allow[i].lo > m->lo ? w->allow[i].lo : m->lo;
+		b = w->allow[i].hi < m->hi ? w->allow[i].hi : m->hi;
+		if (a < b)
+			ret = add_seg(w->g, &w->n, a, b, m->prot);
+	}
+	return ret;
+}
+
 static int read_maps(struct gate *g, uintptr_t start, uintptr_t end,
 		     const struct span *allow, size_t nallow)
 {
-	unsigned long lo, hi;
-	char perms[8], *line = NULL, procbuf[4096];
-	size_t cap = 0, n = 0, i;
-	uintptr_t a, b;
-	FILE *f;
-	int prot, ret = 0;
+	struct gate_walk w = { g, 0, allow, nallow };
+	int ret;
 
-	f = proc_fopen("/proc/self/maps", procbuf, sizeof(procbuf));
-	if (!f)
-		return neg_errno();
-	while (getline(&line, &cap, f) > 0) {
-		if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) != 3)
-			continue;
-		if (hi <= start || lo >= end || perms[1] != 'w')
-			continue;
-		prot = PROT_WRITE | (perms[0] == 'r' ? PROT_READ : 0) |
-		       (perms[2] == 'x' ? PROT_EXEC : 0);
-		if (lo < start)
-			lo = start;
-		if (hi > end)
-			hi = end;
-		if (!allow) {
-			ret = add_seg(g, &n, lo, hi, prot);
-			if (ret)
-				break;
-			continue;
-		}
-		for (i = 0; !ret && i < nallow; i++) {
-			a = allow[i].lo > lo ? allow[i].lo : lo;
-			b = allow[i].hi < hi ? allow[i].hi : hi;
-			if (a < b)
-				ret = add_seg(g, &n, a, b, prot);
-		}
-		if (ret)
-			break;
-	}
-	free(line);
-	fclose(f);
-	g->n = n;
+	ret = vma_maps_each(start, end, gate_one, &w);
+	g->n = w.n;
 	return ret;
 }
 
@@ -196,7 +180,7 @@ int gate_prepare(struct gate *g, uintptr_t start, uintptr_t end,
 	 * are in use or in their grace period, wait for one. */
 	for (;;) {
 		pthread_mutex_lock(&lock);
-		ret = install();
+		ret = segv_own(SEGV_OWNER_GATE, gate_fault);
 		/* The same range's slot first: its late faults stay ours. */
 		for (i = 0; !ret && i < SLOTS && g->slot < 0; i++)
 			if (!slots[i].used && slots[i].start == start &&

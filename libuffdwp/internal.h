@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <uffdwp/uffdwp.h>
@@ -34,6 +35,9 @@ struct span {
 #define UFFDWP_EXPORT __attribute__((visibility("default")))
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+/* The structure of type @type whose @member @ptr points to. */
+#define container_of(ptr, type, member) \
+	((type *)((char *)(ptr)-offsetof(type, member)))
 
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
@@ -69,11 +73,13 @@ static inline FILE *proc_fopen(const char *path, char *buf, size_t len)
 }
 
 /* CLOCK_MONOTONIC in nanoseconds. */
-uint64_t now_ns(void);
+static inline uint64_t now_ns(void)
+{
+	struct timespec ts;
 
-/* Zeroed memory outside the heap, for what handlers write. */
-void *handler_zalloc(size_t len);
-void handler_free(void *p, size_t len);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
 
 /* Statistics counters: written by one thread, read by any. */
 static inline void cnt_add(uint64_t *c, uint64_t n)
@@ -90,10 +96,14 @@ static inline uint64_t cnt_get(const uint64_t *c)
  * Caller structures start with `size_t sz` (see the header's conventions).
  * sz_check(): -EINVAL if @dst is NULL or its sz cannot even hold sz, -E2BIG
  * if it is longer than the @known size with a non-zero tail, else 0.
+ * sz_copy_in(): after a successful check of @src, copy min(sz, @known)
+ * bytes of it into @dst, zero the rest of @dst's @known bytes, and set
+ * @dst's sz to @known: an older caller's missing fields read as zero.
  * sz_copy_out(): after a successful check, copy min(sz, @known) bytes of
  * @src past sz, keeping the caller's sz.
  */
 int sz_check(const void *dst, size_t known);
+void sz_copy_in(void *dst, const void *src, size_t known);
 void sz_copy_out(void *dst, const void *src, size_t known);
 
 #endif /* UFFDWP_INTERNAL_H */

@@ -129,3 +129,44 @@ UFFDWP_EXPORT const char *uffdwp_consistency_name(int consistency)
 		return NULL;
 	return names[consistency];
 }
+
+UFFDWP_EXPORT const char *uffdwp_race_probe_name(int probe)
+{
+	switch (probe) {
+	case UFFDWP_RACE_PROBE_A:
+		return "A";
+	case UFFDWP_RACE_PROBE_B:
+		return "B";
+	case UFFDWP_RACE_PROBE_C:
+		return "C";
+	}
+	return NULL;
+}
+
+UFFDWP_EXPORT const char *uffdwp_race_mechanism_name(int mechanism)
+{
+	static const char *const names[] = {
+		[UFFDWP_RACE_ALL] = "all",
+		[UFFDWP_RACE_UFFD_SYNC] = "uffd_sync",
+		[UFFDWP_RACE_UFFD_ASYNC] = "uffd_async",
+		[UFFDWP_RACE_SOFT_DIRTY] = "soft_dirty",
+	};
+
+	if (mechanism < 0 || (size_t)mechanism >= ARRAY_SIZE(names))
+		return NULL;
+	return names[mechanism];
+}
+
+UFFDWP_EXPORT const char *uffdwp_race_verdict_name(int verdict)
+{
+	static const char *const names[] = {
+		[UFFDWP_RACE_INCONCLUSIVE] = "inconclusive",
+		[UFFDWP_RACE_PASS_WEAK] = "pass-weak",
+		[UFFDWP_RACE_PASS_STRONG] = "pass-strong",
+		[UFFDWP_RACE_FAIL] = "fail",
+	};
+
+	if (verdict < 0 || (size_t)verdict >= ARRAY_SIZE(names))
+		return NULL;
+	return names[verdict];
+}

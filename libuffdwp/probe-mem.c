@@ -9,9 +9,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "pagemap.h"
+#include "sys-pagemap.h"
 #include "probe.h"
-#include "uffd.h"
+#include "sys-uffd.h"
 
 static long scan_page(int pm, void *page, uint64_t flags, uint64_t mask)
 {

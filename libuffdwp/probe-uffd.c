@@ -15,9 +15,9 @@
 #include <unistd.h>
 
 #include "segv.h"
-#include "pagemap.h"
+#include "sys-pagemap.h"
 #include "probe.h"
-#include "uffd.h"
+#include "sys-uffd.h"
 
 #ifdef HAVE_VALGRIND_H
 #include <valgrind/valgrind.h>

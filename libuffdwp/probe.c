@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * uffdwp_probe(): runs the functional probes once per process, chooses what
- * AUTO would use, and hands out copies of the cached result.
+ * AUTO would use, and hands out copies of the cached result; and the
+ * defect table's face over that result (uffdwp_defect_get(), and
+ * defect_status() for the library's own decisions).
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -21,43 +23,6 @@ static const int auto_order[] = {
 
 static pthread_mutex_t probe_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct probe_result *probed; /* published once, never freed */
-
-/*
- * The stale-TLB defects are decided only by race probe A, too costly to run
- * implicitly: its latest verdicts live here, beside the immutable probe
- * result. Their strings stay valid until the next uffdwp_race_probe().
- */
-static pthread_mutex_t race_note_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct defect_state race_note[2];
-static bool race_noted[2];
-
-void defects_note_race(const struct uffdwp_race_result *res)
-{
-	int idx = res->mechanism == UFFDWP_RACE_SOFT_DIRTY ? 1 : 0;
-	int status;
-
-	if (res->probe != UFFDWP_RACE_PROBE_A)
-		return;
-	if (res->verdict == UFFDWP_RACE_FAIL)
-		status = UFFDWP_DEFECT_PRESENT;
-	else if (res->verdict == UFFDWP_RACE_INCONCLUSIVE)
-		status = UFFDWP_DEFECT_UNKNOWN;
-	else
-		status = UFFDWP_DEFECT_ABSENT;
-	pthread_mutex_lock(&race_note_lock);
-	/* Two uffd mechanisms share one entry: a failure sticks. */
-	if (!(race_noted[idx] &&
-	      race_note[idx].status == UFFDWP_DEFECT_PRESENT)) {
-		race_note[idx].status = status;
-		snprintf(race_note[idx].observed,
-			 sizeof(race_note[idx].observed),
-			 "race probe A on %s: %s: %s",
-			 uffdwp_race_mechanism_name(res->mechanism),
-			 uffdwp_race_verdict_name(res->verdict), res->why);
-		race_noted[idx] = true;
-	}
-	pthread_mutex_unlock(&race_note_lock);
-}
 
 static void choose_auto(struct probe_result *r)
 {
@@ -111,8 +76,11 @@ static int run_probe(struct probe_result *r)
 	ret = probe_memory(r);
 	if (!ret)
 		ret = probe_uffd(r);
+	if (!ret)
+		ret = probe_sigbus(r);
 	if (ret)
 		return ret;
+	c->uffd_sigbus_reason = r->sigbus_reason;
 	c->backend[UFFDWP_BACKEND_UFFD_ASYNC].usable = r->uffd_async;
 	if (c->uffd_mode == UFFDWP_UFFD_NONE) {
 		textf(r->reason[UFFDWP_BACKEND_UFFD_ASYNC],
@@ -172,6 +140,29 @@ UFFDWP_EXPORT int uffdwp_probe(struct uffdwp_caps *caps)
 	return 0;
 }
 
+/* @r's status of defect @idx, with the race probe's latest verdict. */
+static int status_of(const struct probe_result *r, size_t idx,
+		     const char **observed)
+{
+	int status = r->defect[idx].status;
+
+	*observed = r->defect[idx].observed;
+	defect_race_overlay(idx, &status, observed);
+	return status;
+}
+
+int defect_status(enum defect_id id)
+{
+	const struct probe_result *r;
+	const char *observed;
+	int err;
+
+	r = probe_get(&err);
+	if (!r || (size_t)id >= DEFECT_COUNT)
+		return UFFDWP_DEFECT_UNKNOWN;
+	return status_of(r, id, &observed);
+}
+
 UFFDWP_EXPORT int uffdwp_defect_get(size_t idx, struct uffdwp_defect *defect)
 {
 	const struct probe_result *r;
@@ -192,23 +183,10 @@ UFFDWP_EXPORT int uffdwp_defect_get(size_t idx, struct uffdwp_defect *defect)
 		.sz = sizeof(out),
 		.id = d->id,
 		.summary = d->summary,
-		.status = r->defect[idx].status,
 		.detection = d->detection,
-		.observed = r->defect[idx].observed,
 		.action = d->action,
 	};
-	if ((idx == DEFECT_STALE_TLB_UFFD_WP ||
-	     idx == DEFECT_STALE_TLB_SOFT_DIRTY) &&
-	    out.status != UFFDWP_DEFECT_NOT_APPLICABLE) {
-		int k = idx == DEFECT_STALE_TLB_SOFT_DIRTY;
-
-		pthread_mutex_lock(&race_note_lock);
-		if (race_noted[k]) {
-			out.status = race_note[k].status;
-			out.observed = race_note[k].observed;
-		}
-		pthread_mutex_unlock(&race_note_lock);
-	}
+	out.status = status_of(r, idx, &out.observed);
 	sz_copy_out(defect, &out, sizeof(out));
 	return 0;
 }

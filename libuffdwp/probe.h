@@ -44,6 +44,7 @@ struct probe_result {
 	char blocked[2 * PROBE_TEXT];
 	char auto_reason[2 * PROBE_TEXT];
 	char reason[UFFDWP_BACKEND_SLOTS][3 * PROBE_TEXT];
+	char sigbus_reason[2 * PROBE_TEXT];
 	struct defect_state defect[DEFECT_COUNT];
 };
 
@@ -54,6 +55,8 @@ struct probe_result {
  * caching a wrong answer. Capability failures are recorded, not returned.
  */
 int probe_uffd(struct probe_result *r);
+/* After probe_uffd(): the self-service round trip (probe-sigbus.c). */
+int probe_sigbus(struct probe_result *r);
 int probe_memory(struct probe_result *r);
 int probe_defects(struct probe_result *r);
 
@@ -68,9 +71,20 @@ struct defect_desc {
 /* The static description of defect @id; NULL past the end. */
 const struct defect_desc *defect_desc(size_t id);
 
+/*
+ * The status (enum uffdwp_defect_status) of defect @id here, with what the
+ * race probe last found for the stale-TLB entries; UFFDWP_DEFECT_UNKNOWN
+ * if the probe cannot run. For the library's own decisions: by id, never by
+ * the public string.
+ */
+int defect_status(enum defect_id id);
+
 /* Record what race probe A found, for the stale-TLB defect entries. */
 struct uffdwp_race_result;
 void defects_note_race(const struct uffdwp_race_result *res);
+/* Replace defect @idx's probed *@status and *@observed with race probe
+ * A's latest verdict, if it has one for that entry. */
+void defect_race_overlay(size_t idx, int *status, const char **observed);
 
 /* True for errors that mean "out of resources", not "unsupported". */
 static inline bool resource_error(int err)

@@ -22,10 +22,8 @@
  *    UFFDIO_WRITEPROTECT on and off, a handler thread unprotecting each
  *    faulting page; async: PAGEMAP_SCAN; soft-dirty: clear_refs).
  * Copies of H are counted as changes of its page frame number. Every thread counts its increments; afterwards the counter in H must equal
- * their sum. RACE_MODEL and RACE_MODEL_BROKEN replace the kernel with a
- * software model of the same race (writers caching a page pointer, a copier
- * swapping it), correct and broken, to show the arithmetic and the report
- * would catch a loss: both go through the same verdict code.
+ * their sum. The test build's software model (race-probe-a-model.c)
+ * goes through the same verdict code.
  */
 #include <fcntl.h>
 #include <poll.h>
@@ -43,9 +41,10 @@
 #include <unistd.h>
 
 #include "segv.h"
-#include "pagemap.h"
+#include "sys-pagemap.h"
+#include "race-probe-a.h"
 #include "race-probe.h"
-#include "uffd.h"
+#include "sys-uffd.h"
 
 #define A_DEFAULT_BYTES (64UL << 20)
 /* Below this a mapping failure is not a matter of size any more. */
@@ -63,28 +62,7 @@
 #define A_JOIN_S 10
 #define A_POLL_MS 50
 
-/* CPU indexes of the roles (race_pin() takes them modulo CPUs online). */
-enum {
-	CPU_STALE = 0,
-	CPU_FAULT = 1,
-	CPU_PROT = 2,
-	CPU_COW = 3,
-};
-
-/* What a run measured, kernel or model; a_judge() turns it into a verdict. */
-struct a_tally {
-	uint64_t cycles, faults, copies;
-	uint64_t expected; /* increments the threads counted */
-	uint64_t actual; /* the counter found in the hot page */
-	bool evict_bad; /* an eviction page read non-zero */
-	uint64_t evict_off, evict_val;
-	int err; /* first error that ended the run early, or 0 */
-	const char *err_what;
-	const char *label; /* "uffd_sync", "the software model", ... */
-	const char *note; /* caveat appended to a pass, or NULL */
-};
-
-static void ns_sleep(uint64_t ns)
+void a_ns_sleep(uint64_t ns)
 {
 	struct timespec ts = { (time_t)(ns / 1000000000ULL),
 			       (long)(ns % 1000000000ULL) };
@@ -92,8 +70,7 @@ static void ns_sleep(uint64_t ns)
 	nanosleep(&ts, NULL);
 }
 
-/* Sleep until @deadline (now_ns() clock) or until *@flag is set. */
-static void wait_until(uint64_t deadline, const int *flag)
+void a_wait_until(uint64_t deadline, const int *flag)
 {
 	uint64_t now;
 
@@ -101,17 +78,12 @@ static void wait_until(uint64_t deadline, const int *flag)
 		now = now_ns();
 		if (now >= deadline)
 			break;
-		ns_sleep(deadline - now < 10000000ULL ? deadline - now :
-							10000000ULL);
+		a_ns_sleep(deadline - now < 10000000ULL ? deadline - now :
+							  10000000ULL);
 	}
 }
 
-/*
- * The verdict, shared by the kernel probe and the models so that what the
- * broken model proves (a loss is seen and reported) holds for the kernel
- * probe too. A loss wins over every other outcome; a pass needs counters.
- */
-static void a_judge(struct race_run *run, const struct a_tally *t)
+void a_judge(struct race_run *run, const struct a_tally *t)
 {
 	struct uffdwp_race_result *out = run->out;
 	unsigned long long cycles = t->cycles, copies = t->copies;
@@ -224,11 +196,6 @@ struct a_kernel {
 	uint64_t evict_off, evict_val;
 };
 
-static bool stopping(const int *flag)
-{
-	return __atomic_load_n(flag, __ATOMIC_RELAXED);
-}
-
 /* The first error wins; the main thread notices and ends the run. */
 static void a_fail(struct a_kernel *k, const char *what, int err)
 {
@@ -291,7 +258,7 @@ static __attribute__((noreturn)) void cow_child(pid_t parent)
 	/* Die with the thread that forked it, and never linger alone. */
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	for (i = 0; i < A_CHILD_TICKS && getppid() == parent; i++)
-		ns_sleep(10000000ULL);
+		a_ns_sleep(10000000ULL);
 	_exit(0);
 }
 
@@ -357,12 +324,12 @@ static void *t_cow(void *arg)
 				a_fail(k, "fork", neg_errno());
 				break;
 			}
-			ns_sleep(10000000ULL);
+			a_ns_sleep(10000000ULL);
 			continue;
 		}
 		fails = 0;
 		k->forks++;
-		ns_sleep(A_HOLD_NS);
+		a_ns_sleep(A_HOLD_NS);
 		sample_pfn(k);
 		kill(pid, SIGKILL);
 		/* Reap it whatever happens: no zombie outlives the probe. */
@@ -661,7 +628,7 @@ static int a_kernel(struct race_run *run, uint64_t t0)
 		a_fail(&k, "starting threads", ret);
 	} else {
 		ret = 0;
-		wait_until(t0 + (uint64_t)(run->seconds * 1e9), &k.failed);
+		a_wait_until(t0 + (uint64_t)(run->seconds * 1e9), &k.failed);
 	}
 
 	/*
@@ -732,246 +699,6 @@ out:
 	return ret;
 }
 
-/* --- the software model ----------------------------------------------- */
-
-#define M_WRITERS 2
-/* Increments between copies, so every copy lands mid-stream. */
-#define M_STREAM 256
-/* Bounds on the copier's waits (writers may be descheduled a while). */
-#define M_STREAM_NS 2000000ULL
-#define M_WINDOW_NS 2000000ULL
-#define M_ACK_NS 2000000000ULL
-
-struct m_slot {
-	uint64_t n; /* increments so far */
-	uint64_t ack; /* last epoch acknowledged */
-	uint64_t refreshes;
-} __attribute__((aligned(64)));
-
-struct a_model {
-	uint64_t *pub; /* the published page: the "PTE" */
-	uint64_t epoch; /* bumped for a "TLB flush" */
-	int stop;
-	bool broken;
-	char *blocks; /* two pages, copied back and forth */
-	uint64_t cycles;
-	int err;
-	struct m_slot slot[M_WRITERS];
-};
-
-struct m_writer {
-	struct a_model *m;
-	unsigned int id;
-};
-
-/*
- * A writer increments through its cached pointer: its "TLB entry". It drops
- * the pointer only when it sees a new epoch, and then acknowledges; with no
- * page published (a copy in progress) it waits, like a fault would.
- */
-static void *m_writer_main(void *arg)
-{
-	struct m_writer *w = arg;
-	struct a_model *m = w->m;
-	struct m_slot *s = &m->slot[w->id];
-	uint64_t *cached = NULL, seen = UINT64_MAX, n = 0, e;
-
-	race_pin(w->id);
-	while (!stopping(&m->stop)) {
-		e = __atomic_load_n(&m->epoch, __ATOMIC_ACQUIRE);
-		if (e != seen) {
-			cached = NULL;
-			seen = e;
-			s->refreshes++;
-			/* Release: every increment made through the old
-			 * pointer is visible to whoever sees the ack. */
-			__atomic_store_n(&s->ack, e, __ATOMIC_RELEASE);
-		}
-		if (!cached) {
-			cached = __atomic_load_n(&m->pub, __ATOMIC_ACQUIRE);
-			if (!cached) {
-				sched_yield();
-				continue;
-			}
-		}
-		__atomic_fetch_add(cached, 1, __ATOMIC_RELAXED);
-		__atomic_store_n(&s->n, ++n, __ATOMIC_RELAXED);
-	}
-	return NULL;
-}
-
-static uint64_t m_progress(struct a_model *m)
-{
-	uint64_t sum = 0;
-	unsigned int i;
-
-	for (i = 0; i < M_WRITERS; i++)
-		sum += __atomic_load_n(&m->slot[i].n, __ATOMIC_RELAXED);
-	return sum;
-}
-
-/* Yield until the writers made @more increments past @base, or @ns pass. */
-static void m_wait_progress(struct a_model *m, uint64_t base, uint64_t more,
-			    uint64_t ns)
-{
-	uint64_t end = now_ns() + ns;
-
-	while (m_progress(m) - base < more && !stopping(&m->stop) &&
-	       now_ns() < end)
-		sched_yield();
-}
-
-/* True once every writer acknowledged @epoch; false on timeout or stop. */
-static bool m_wait_acks(struct a_model *m, uint64_t epoch)
-{
-	uint64_t end = now_ns() + M_ACK_NS;
-	unsigned int i;
-
-	for (i = 0; i < M_WRITERS; i++)
-		while (__atomic_load_n(&m->slot[i].ack, __ATOMIC_ACQUIRE) !=
-		       epoch) {
-			if (stopping(&m->stop) || now_ns() >= end)
-				return false;
-			sched_yield();
-		}
-	return true;
-}
-
-/* A writer did not acknowledge in time: end the run, inconclusive. */
-static void m_abort(struct a_model *m)
-{
-	if (!stopping(&m->stop))
-		m->err = -ETIMEDOUT;
-	__atomic_store_n(&m->stop, 1, __ATOMIC_RELEASE);
-}
-
-/* Copy a page word by word: atomic loads, as writers may be storing. */
-static void m_copy(uint64_t *dst, const uint64_t *src)
-{
-	size_t i;
-
-	for (i = 0; i < page_size() / sizeof(*dst); i++)
-		dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
-}
-
-/*
- * The "COW": copy the published page to the other block and publish that.
- * Correct: unpublish, flush (epoch), wait for every ack, then copy. Broken:
- * copy, publish, then flush; writers still holding the old pointer write
- * into a page nobody will read again.
- */
-static void *m_copier_main(void *arg)
-{
-	struct a_model *m = arg;
-	uint64_t *old, *new, base, e;
-
-	race_pin(CPU_PROT);
-	while (!stopping(&m->stop)) {
-		m_wait_progress(m, m_progress(m), M_STREAM, M_STREAM_NS);
-		old = __atomic_load_n(&m->pub, __ATOMIC_RELAXED);
-		new = (uint64_t *)(m->blocks + ((char *)old == m->blocks ?
-							page_size() :
-							0));
-		if (!m->broken) {
-			__atomic_store_n(&m->pub, NULL, __ATOMIC_RELAXED);
-			e = __atomic_add_fetch(&m->epoch, 1, __ATOMIC_RELEASE);
-			if (!m_wait_acks(m, e)) {
-				/* Nothing copied: the old page stays right. */
-				__atomic_store_n(&m->pub, old,
-						 __ATOMIC_RELEASE);
-				m_abort(m);
-				break;
-			}
-			m_copy(new, old);
-			__atomic_store_n(&m->pub, new, __ATOMIC_RELEASE);
-		} else {
-			m_copy(new, old);
-			__atomic_store_n(&m->pub, new, __ATOMIC_RELEASE);
-			/* Widen the window: let the stale writers write. */
-			base = m_progress(m);
-			m_wait_progress(m, base, 2, M_WINDOW_NS);
-			e = __atomic_add_fetch(&m->epoch, 1, __ATOMIC_RELEASE);
-			/* Acks still matter: the old block is the next
-			 * copy's target. */
-			if (!m_wait_acks(m, e)) {
-				m->cycles++;
-				m_abort(m);
-				break;
-			}
-		}
-		m->cycles++;
-	}
-	return NULL;
-}
-
-static int a_model(struct race_run *run, uint64_t t0)
-{
-	struct uffdwp_race_result *out = run->out;
-	struct a_model m = { 0 };
-	struct m_writer w[M_WRITERS];
-	struct a_tally t = { 0 };
-	pthread_t wt[M_WRITERS], ct;
-	unsigned int i, started = 0;
-	bool copier = false;
-	sigset_t all, old;
-	size_t ps = page_size();
-	int ret = 0;
-
-	m.broken = run->variant == RACE_MODEL_BROKEN;
-	m.blocks = mmap(NULL, 2 * ps, PROT_READ | PROT_WRITE,
-			MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (m.blocks == MAP_FAILED)
-		return -ENOMEM;
-	m.pub = (uint64_t *)m.blocks;
-	for (i = 0; i < M_WRITERS; i++)
-		m.slot[i].ack = UINT64_MAX;
-
-	segv_thread_mask(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	for (i = 0; i < M_WRITERS; i++) {
-		w[i] = (struct m_writer){ &m, i };
-		ret = pthread_create(&wt[i], NULL, m_writer_main, &w[i]);
-		if (ret)
-			break;
-		started++;
-	}
-	if (!ret) {
-		ret = pthread_create(&ct, NULL, m_copier_main, &m);
-		copier = !ret;
-	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (!ret)
-		wait_until(t0 + (uint64_t)(run->seconds * 1e9), &m.stop);
-	__atomic_store_n(&m.stop, 1, __ATOMIC_RELEASE);
-	/* Every wait of these threads is bounded, and all check stop. */
-	if (copier)
-		pthread_join(ct, NULL);
-	for (i = 0; i < started; i++)
-		pthread_join(wt[i], NULL);
-	if (ret) {
-		race_why(out, "cannot start the model's threads: %s",
-			 strerror(ret));
-		ret = 0;
-		goto out;
-	}
-
-	for (i = 0; i < M_WRITERS; i++) {
-		t.expected += m.slot[i].n;
-		t.faults += m.slot[i].refreshes;
-	}
-	t.actual = __atomic_load_n(m.pub, __ATOMIC_ACQUIRE);
-	t.cycles = m.cycles;
-	t.copies = m.cycles;
-	t.err = m.err;
-	t.err_what = "the model copier (a writer did not acknowledge)";
-	t.label = m.broken ? "the software model (broken)" :
-			     "the software model";
-	a_judge(run, &t);
-out:
-	munmap(m.blocks, 2 * ps);
-	return ret;
-}
-
 int race_probe_a(struct race_run *run)
 {
 	struct uffdwp_race_result *out = run->out;
@@ -991,10 +718,12 @@ int race_probe_a(struct race_run *run)
 			return -EINVAL;
 		ret = a_kernel(run, t0);
 		break;
+#ifdef UFFDWP_TESTING
 	case RACE_MODEL:
 	case RACE_MODEL_BROKEN:
 		ret = a_model(run, t0);
 		break;
+#endif
 	default:
 		return -EINVAL;
 	}

@@ -150,12 +150,12 @@ int race_probe_b(struct race_run *run)
 	len = len / page_size() * page_size();
 	st.npages = len / page_size();
 	opts.backend = b_backend(run->mechanism);
-	if (run->variant == RACE_GET_THEN_PROTECT ||
-	    run->variant == RACE_ALIAS_WRITER)
+	if (race_variant(run->variant, RACE_GET_THEN_PROTECT) ||
+	    race_variant(run->variant, RACE_ALIAS_WRITER))
 		opts.backend = UFFDWP_BACKEND_UFFD_ASYNC;
 	out->mechanism = run->mechanism;
 
-	if (run->variant == RACE_ALIAS_WRITER) {
+	if (race_variant(run->variant, RACE_ALIAS_WRITER)) {
 		fd = memfd_create("uffdwp-race-b", MFD_CLOEXEC);
 		if (fd < 0 || ftruncate(fd, (off_t)len)) {
 			ret = neg_errno();
@@ -189,8 +189,8 @@ int race_probe_b(struct race_run *run)
 		ret = 0;
 		goto out;
 	}
-	uffdwp_test_hooks.async_get_then_protect = run->variant ==
-						   RACE_GET_THEN_PROTECT;
+	testhook_set(async_get_then_protect,
+		     race_variant(run->variant, RACE_GET_THEN_PROTECT));
 
 	segv_thread_mask(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -225,7 +225,7 @@ int race_probe_b(struct race_run *run)
 	st.stop = 1;
 	for (i = 0; i < started; i++)
 		pthread_join(w[i].tid, NULL);
-	uffdwp_test_hooks.async_get_then_protect = 0;
+	testhook_set(async_get_then_protect, 0);
 	if (!uffdwp_ctx_stats(ctx, &stats))
 		out->faults = stats.faults;
 	out->cycles = round;
@@ -264,7 +264,7 @@ int race_probe_b(struct race_run *run)
 			(unsigned long long)round,
 			round < RACE_STRONG_CYCLES ? " < 2000" : " ok");
 out:
-	uffdwp_test_hooks.async_get_then_protect = 0;
+	testhook_set(async_get_then_protect, 0);
 	uffdwp_ctx_free(ctx);
 	if (st.mem && st.mem != MAP_FAILED)
 		munmap(st.mem, len);

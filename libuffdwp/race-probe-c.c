@@ -40,7 +40,7 @@
 
 #include "segv.h"
 #include "race-probe.h"
-#include "uffd.h"
+#include "sys-uffd.h"
 
 #define C_WRITERS 3
 #define C_DEFAULT_BYTES (16UL << 20)
@@ -162,7 +162,7 @@ static void c_copy_page(struct c_state *st, size_t p, bool fault)
 			c_unprotect(st, page);
 		return;
 	}
-	if (fault && st->variant == RACE_UNPROTECT_BEFORE_COPY) {
+	if (fault && race_variant(st->variant, RACE_UNPROTECT_BEFORE_COPY)) {
 		/* Broken: the woken writer's store can land in the copy. */
 		c_unprotect(st, page);
 		memcpy(st->snap + p * st->ps, page, st->ps);
@@ -306,7 +306,7 @@ static uint64_t c_check(struct c_state *st, struct uffdwp_race_result *out,
  */
 static bool c_round(struct c_state *st, struct c_writer *w, uint64_t round)
 {
-	bool early = st->variant == RACE_COPY_BEFORE_PROTECT;
+	bool early = race_variant(st->variant, RACE_COPY_BEFORE_PROTECT);
 	uint64_t deadline, s0;
 	pthread_t copier;
 	sigset_t all, old;

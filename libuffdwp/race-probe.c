@@ -108,7 +108,7 @@ UFFDWP_EXPORT int uffdwp_race_probe(const struct uffdwp_race_opts *opts,
 		ret = sz_check(opts, sizeof(*opts));
 		if (ret)
 			return ret;
-		memcpy(&o, opts, opts->sz < sizeof(o) ? opts->sz : sizeof(o));
+		sz_copy_in(&o, opts, sizeof(o));
 	}
 	if (o.seconds < 0 || o.seconds > 3600 || o.mechanism < 0 ||
 	    o.mechanism > UFFDWP_RACE_SOFT_DIRTY || (o.probes & ~7u))
@@ -174,45 +174,4 @@ UFFDWP_EXPORT int uffdwp_race_probe(const struct uffdwp_race_opts *opts,
 	rep.verdict = best;
 	sz_copy_out(report, &rep, sizeof(rep));
 	return 0;
-}
-
-UFFDWP_EXPORT const char *uffdwp_race_probe_name(int probe)
-{
-	switch (probe) {
-	case UFFDWP_RACE_PROBE_A:
-		return "A";
-	case UFFDWP_RACE_PROBE_B:
-		return "B";
-	case UFFDWP_RACE_PROBE_C:
-		return "C";
-	}
-	return NULL;
-}
-
-UFFDWP_EXPORT const char *uffdwp_race_mechanism_name(int mechanism)
-{
-	static const char *const names[] = {
-		[UFFDWP_RACE_ALL] = "all",
-		[UFFDWP_RACE_UFFD_SYNC] = "uffd_sync",
-		[UFFDWP_RACE_UFFD_ASYNC] = "uffd_async",
-		[UFFDWP_RACE_SOFT_DIRTY] = "soft_dirty",
-	};
-
-	if (mechanism < 0 || (size_t)mechanism >= ARRAY_SIZE(names))
-		return NULL;
-	return names[mechanism];
-}
-
-UFFDWP_EXPORT const char *uffdwp_race_verdict_name(int verdict)
-{
-	static const char *const names[] = {
-		[UFFDWP_RACE_INCONCLUSIVE] = "inconclusive",
-		[UFFDWP_RACE_PASS_WEAK] = "pass-weak",
-		[UFFDWP_RACE_PASS_STRONG] = "pass-strong",
-		[UFFDWP_RACE_FAIL] = "fail",
-	};
-
-	if (verdict < 0 || (size_t)verdict >= ARRAY_SIZE(names))
-		return NULL;
-	return names[verdict];
 }

@@ -21,7 +21,6 @@
 
 #include "dirtymap.h"
 #include "internal.h"
-#include "vmaid.h"
 
 enum memtype {
 	MEM_ANON, /* private anonymous */
@@ -30,15 +29,16 @@ enum memtype {
 	MEM_FILE, /* file-backed */
 };
 
-struct uffdwp_ctx;
+struct backend_ctx;
 struct uffdwp_snapshot;
+struct wp_observer;
 
 struct region {
 	uintptr_t start, end;
 	size_t npages;
 	unsigned int flags; /* uffdwp_track() flags */
 	int memtype;
-	struct uffdwp_ctx *ctx;
+	struct backend_ctx *ctx; /* whose range it is */
 	/* Harvested and re-armed, not yet delivered to a collect callback. */
 	struct dirtymap pending;
 	/* uffd_sync, mprotect: unprotected by a fault since the last take. */
@@ -54,24 +54,14 @@ struct region {
 	struct dirtymap zapwatch;
 	uint64_t zap_ns;
 	unsigned int zap_collects;
-	/* The running snapshot of this range, for the fault handlers: set
-	 * and cleared with fault resolution paused. */
+	/* The running snapshot of this range: set and cleared with fault
+	 * resolution paused, together with obs. */
 	struct uffdwp_snapshot *snap;
-	/* uffd_async: the range sits on the synchronous userfaultfd (a
-	 * snapshot window, or a move back that failed). */
-	bool moved;
-	/* uffd_async: a move failed both ways and left the range on no
-	 * userfaultfd: every collect reports it whole and tries to arm it. */
-	bool unwatched;
-	/* uffd_async, while moved or unwatched: the range's own mappings
-	 * (registered with it when the move began, less what was unmapped
-	 * since); a mapping placed in a hole is someone else's. */
-	struct span *own;
-	size_t nown;
-	/* mprotect: the range's mappings at track (the handler reads them:
-	 * handler_zalloc'ed). */
-	struct vma_span *ids;
-	size_t nids;
+	/* What the synchronous fault loop asks before it resolves a fault
+	 * on this range, and tells of its events (syncwp.h). */
+	struct wp_observer *obs;
+	/* The backend's own state of the range (track to untrack). */
+	void *bdata;
 	RB_ENTRY(region) node; /* process-wide overlap tree */
 };
 
@@ -86,7 +76,7 @@ static inline size_t region_page(const struct region *r, uintptr_t addr)
 	return (addr - r->start) / page_size();
 }
 
-struct region *region_new(struct uffdwp_ctx *ctx, uintptr_t start, size_t len,
+struct region *region_new(struct backend_ctx *ctx, uintptr_t start, size_t len,
 			  unsigned int flags, int memtype);
 void region_free(struct region *r);
 

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -26,25 +27,28 @@ void segv_thread_mask(sigset_t *set)
 		sigdelset(set, sync_signals[i]);
 }
 
-int segv_install(void (*fn)(int, siginfo_t *, void *),
-		 struct sigaction *previous)
-{
-	struct sigaction sa;
+static segv_owner_fn owners[SEGV_OWNERS];
+/* The signal each owner's faults raise. */
+static const int owner_sig[SEGV_OWNERS] = {
+	[SEGV_OWNER_GATE] = SIGSEGV,
+	[SEGV_OWNER_MPROTECT] = SIGSEGV,
+	[SEGV_OWNER_SELF] = SIGBUS,
+};
+/* The handlers that were there before ours (the program's, or the
+ * default): [0] for SIGSEGV, [1] for SIGBUS. */
+static struct sigaction before[2];
+static pthread_mutex_t own_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool installed[2];
 
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_sigaction = fn;
-	/* NODEFER: a fault while one is handled (a chained handler's own)
-	 * is delivered; a blocked SIGSEGV would be a forced kill. */
-	sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK | SA_NODEFER;
-	/* No asynchronous signal while in flight (see segv.h). */
-	segv_thread_mask(&sa.sa_mask);
-	if (sigaction(SIGSEGV, &sa, previous))
-		return neg_errno();
-	return 0;
+static int sig_slot(int sig)
+{
+	return sig == SIGBUS;
 }
 
-void segv_chain(const struct sigaction *previous, int sig, siginfo_t *info,
-		void *uctx)
+/* Hand the fault to the handler before ours, run under the mask it asked
+ * for (the interrupted mask and its sa_mask) rather than ours. */
+static void chain(const struct sigaction *previous, int sig, siginfo_t *info,
+		  void *uctx)
 {
 	const ucontext_t *uc = uctx;
 	sigset_t mask, ours;
@@ -53,9 +57,10 @@ void segv_chain(const struct sigaction *previous, int sig, siginfo_t *info,
 	if (!(previous->sa_flags & SA_SIGINFO) &&
 	    (previous->sa_handler == SIG_IGN ||
 	     previous->sa_handler == SIG_DFL)) {
-		/* Ignoring SIGSEGV would spin on the fault. Returning with
-		 * the default restored re-runs the access, which now kills
-		 * the process as if we had never been installed. */
+		/* Ignoring a synchronous signal would spin on the fault.
+		 * Returning with the default restored re-runs the access,
+		 * which now kills the process as if we had never been
+		 * installed. */
 		signal(sig, SIG_DFL);
 		return;
 	}
@@ -78,6 +83,63 @@ void segv_chain(const struct sigaction *previous, int sig, siginfo_t *info,
 	pthread_sigmask(SIG_SETMASK, &ours, NULL);
 }
 
+static void on_fault(int sig, siginfo_t *info, void *uctx)
+{
+	segv_owner_fn fn;
+	int saved = errno;
+	size_t i;
+
+	for (i = 0; i < SEGV_OWNERS; i++) {
+		if (owner_sig[i] != sig)
+			continue;
+		fn = __atomic_load_n(&owners[i], __ATOMIC_ACQUIRE);
+		if (fn && fn(sig, info, uctx)) {
+			errno = saved;
+			return;
+		}
+		errno = saved;
+	}
+	chain(&before[sig_slot(sig)], sig, info, uctx);
+}
+
+int segv_own(enum segv_owner owner, segv_owner_fn fn)
+{
+	int sig = owner_sig[owner], slot = sig_slot(sig);
+	struct sigaction sa;
+	int ret = 0;
+
+	pthread_mutex_lock(&own_lock);
+	if (!installed[slot]) {
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_sigaction = on_fault;
+		/* NODEFER: a fault while one is handled (a chained
+		 * handler's own) is delivered; a blocked synchronous signal
+		 * would be a forced kill. */
+		sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK | SA_NODEFER;
+		/* No asynchronous signal while in flight (see segv.h). */
+		segv_thread_mask(&sa.sa_mask);
+		if (sigaction(sig, &sa, &before[slot]))
+			ret = neg_errno();
+		else
+			installed[slot] = true;
+	}
+	if (!ret)
+		__atomic_store_n(&owners[owner], fn, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&own_lock);
+	return ret;
+}
+
+void segv_wait_unblocked(const void *uctx)
+{
+	const ucontext_t *uc = uctx;
+	sigset_t mask = uc->uc_sigmask;
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(sync_signals); i++)
+		sigdelset(&mask, sync_signals[i]);
+	pthread_sigmask(SIG_SETMASK, &mask, NULL);
+}
+
 void segv_window_enter(sigset_t *old)
 {
 	sigset_t set;
@@ -91,8 +153,22 @@ void segv_window_leave(const sigset_t *old)
 	pthread_sigmask(SIG_SETMASK, old, NULL);
 }
 
-/* Whether the "SigBlk:" line of one thread's status file has SIGSEGV. */
-static int status_blocks_segv(int dirfd, const char *tid)
+/* The thread inside fork() with urcu-bp's mask, or 0. */
+static pid_t forking_tid;
+
+void segv_fork_begin(void)
+{
+	__atomic_store_n(&forking_tid, (pid_t)syscall(SYS_gettid),
+			 __ATOMIC_SEQ_CST);
+}
+
+void segv_fork_end(void)
+{
+	__atomic_store_n(&forking_tid, 0, __ATOMIC_SEQ_CST);
+}
+
+/* Whether the "SigBlk:" line of one thread's status file has @sig. */
+static int status_blocks(int dirfd, const char *tid, int sig)
 {
 	char path[64], buf[4096], *line;
 	unsigned long long mask;
@@ -118,7 +194,7 @@ static int status_blocks_segv(int dirfd, const char *tid)
 	 * mask, however long the new thread waits for a CPU. */
 	if (mask & (1ULL << (32 - 1)))
 		return 0;
-	return !!(mask & (1ULL << (SIGSEGV - 1)));
+	return !!(mask & (1ULL << (sig - 1)));
 }
 
 /* getdents64(2)'s record: glibc 2.36 has no wrapper. */
@@ -132,7 +208,7 @@ struct dirent64_rec {
 
 /* One pass over /proc/self/task, read with getdents64 into a buffer on
  * the stack (not opendir()'s heap: see proc_fopen()). */
-static int one_look(void)
+static int one_look(int sig)
 {
 	char buf[4096];
 	struct dirent64_rec *e;
@@ -145,8 +221,10 @@ static int one_look(void)
 	while (!ret && (n = syscall(SYS_getdents64, dir, buf, sizeof(buf))) > 0)
 		for (i = 0; !ret && i < n; i += e->reclen) {
 			e = (struct dirent64_rec *)(buf + i);
-			if (e->name[0] != '.')
-				ret = status_blocks_segv(dir, e->name);
+			if (e->name[0] != '.' &&
+			    atol(e->name) != __atomic_load_n(&forking_tid,
+							     __ATOMIC_SEQ_CST))
+				ret = status_blocks(dir, e->name, sig);
 		}
 	if (!ret && n < 0)
 		ret = neg_errno();
@@ -158,10 +236,10 @@ static int one_look(void)
  * A thread blocks every signal for a moment while glibc creates a thread
  * (both the creator and the new thread, until it takes its own mask), and
  * so do posix_spawn() and others. Those masks hold signal 32, which no
- * program mask does (status_blocks_segv()); besides, only a thread seen
+ * program mask does (status_blocks()); besides, only a thread seen
  * blocking in three looks a millisecond apart counts.
  */
-int segv_blocked_somewhere(void)
+int segv_blocked_somewhere(int sig)
 {
 	const struct timespec ms = { .tv_nsec = 1000 * 1000 };
 	int look, ret = 0;
@@ -169,7 +247,7 @@ int segv_blocked_somewhere(void)
 	for (look = 0; look < 3; look++) {
 		if (look)
 			nanosleep(&ms, NULL);
-		ret = one_look();
+		ret = one_look(sig);
 		if (ret <= 0)
 			break;
 	}

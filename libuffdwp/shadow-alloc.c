@@ -237,12 +237,12 @@ __attribute__((constructor)) static void own_segments(void)
 	dl_iterate_phdr(adopt_segments, want);
 }
 
-void *handler_zalloc(size_t len)
+void *shadow_zalloc(size_t len)
 {
 	return own_map(len);
 }
 
-void handler_free(void *p, size_t len)
+void shadow_free(void *p, size_t len)
 {
 	own_unmap(p, len);
 }

@@ -1,8 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The library's own memory and threads (see shadow-alloc.c): mappings a
- * tracked range must never include. handler_zalloc() and handler_free()
- * (internal.h) are own_map() and own_unmap().
+ * tracked range must never include.
  */
 #ifndef UFFDWP_SHADOW_ALLOC_H
 #define UFFDWP_SHADOW_ALLOC_H
@@ -17,6 +16,11 @@
 /* Zeroed, page-rounded, registered as the library's own. */
 void *own_map(size_t len);
 void own_unmap(void *p, size_t len);
+
+/* The same, named for what uses them: zeroed memory outside the heap, for
+ * what handlers write and a tracked range never includes. */
+void *shadow_zalloc(size_t len);
+void shadow_free(void *p, size_t len);
 
 /* Whether [lo, hi) overlaps a mapping of the library's own. */
 bool own_overlaps(uintptr_t lo, uintptr_t hi);

@@ -148,7 +148,7 @@ static int fs_begin(void *arg, const struct uffdwp_snapshot_info *info)
 		return -EINVAL;
 	if (fs->active)
 		return -EBUSY;
-	memcpy(&in, info, info->sz < sizeof(in) ? info->sz : sizeof(in));
+	sz_copy_in(&in, info, sizeof(in));
 
 	fs->hdr = (struct img_header){
 		.version = IMG_VERSION,

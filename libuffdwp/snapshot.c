@@ -37,41 +37,61 @@
 
 #include <urcu/urcu-bp.h>
 
-#include "backend.h"
-#include "pagemap.h"
 #include "segv.h"
 #include "shadow-alloc.h"
+#include "snapshot-stage.h"
 #include "snapshot.h"
 #include "testhooks.h"
-#include "uffd.h"
-#include "vma.h"
 
 #define CHUNK 64 /* pages per sweep claim: one bitmap word */
 #define DEFAULT_STAGING 512
 #define MAX_COPIERS 64
 #define IDLE_WAIT_MS 5
 
-struct stage {
-	pthread_mutex_t mu;
-	unsigned int n;
-	char *mem; /* n pages */
-	uintptr_t *addr; /* the page each slot holds */
-	unsigned int *free, nfree;
-	unsigned int *fifo, head, count; /* filled, oldest first */
-	size_t maplen;
+/*
+ * A snapshot's lifecycle, one way (snap->phase):
+ *
+ *   SNAP_BEGINNING -> SNAP_OPEN -> SNAP_COMMITTING -> SNAP_DECIDED -> SNAP_ENDED
+ *                         \___________ failed ____________/
+ *
+ * BEGINNING: made, its instant taken or being taken; only staging may hold
+ *   a copy (the sink has not begun). A sink that refuses to begin ends it
+ *   here: the starting call destroys it, no copier ever ran.
+ * OPEN: the sink began (snapshot_open()); handlers and copiers deliver.
+ * COMMITTING: every page is delivered and the sink's end(0) runs; only the
+ *   sink's own failure can still fail the snapshot (the image may be in
+ *   place). A failed snapshot skips it.
+ * DECIDED: the outcome (failed, cause) is final and waiters return; the
+ *   window may still be closing (the owner's close()).
+ * ENDED: the teardown is over; free() may destroy it.
+ *
+ * BEGINNING -> OPEN is stored in the starting call before any copier runs,
+ * with no lock (handlers read it under the resolve lock). Every later
+ * transition is made under mu by the teardown, DECIDED also under the
+ * owner's lock (snapshot_decide(), from its close()). fail() writes the
+ * outcome, under mu, and only before DECIDED.
+ */
+enum snap_phase {
+	SNAP_BEGINNING,
+	SNAP_OPEN,
+	SNAP_COMMITTING,
+	SNAP_DECIDED,
+	SNAP_ENDED,
 };
 
 struct uffdwp_snapshot {
+	/* The fault loop's hook on the range, while published. */
+	struct wp_observer obs;
 	pid_t pid;
-	struct uffdwp_ctx *ctx; /* NULL once ended */
+	struct snapshot_owner *owner; /* NULL once ended */
 	struct region *r;
 	struct sync_state *s; /* the handlers serving it, once published */
-	struct uffdwp_snapshot *ctx_next;
+	struct uffdwp_snapshot *owner_next; /* owner->snaps */
 	uintptr_t start, end;
 	size_t npages;
 	unsigned int flags, ncopiers;
 	struct uffdwp_sink sink;
-	int open; /* the sink began: handlers may copy */
+	int phase; /* enum snap_phase */
 	struct dirtymap claim, done;
 	/* The range's pending pages consumed at the instant: given back to
 	 * the next collect if the snapshot fails, so none is lost. */
@@ -89,23 +109,36 @@ struct uffdwp_snapshot {
 		char *buf;
 	} copier[MAX_COPIERS];
 	unsigned int nthreads, running;
+	/* start() has dropped its own count on running (under mu): copiers
+	 * drop theirs only after it, so the teardown is a copier's. */
+	bool launched;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	int failed; /* the first error, once */
 	int cause;
-	int state;
-	bool committing; /* the sink's end(0) runs */
-	/* decided: the outcome is final and waiters return (the window may
-	 * still be closing); ended: the teardown is over. */
-	bool decided;
-	bool ended;
 	bool pvr; /* process_vm_readv works */
 	uint64_t t0, t_instant, t_end, start_ns, instant_rt;
 };
 
+void snapshot_bind(struct uffdwp_snapshot *snap, struct region *r)
+{
+	snap->r = r;
+}
+
 struct region *snapshot_region(const struct uffdwp_snapshot *snap)
 {
 	return snap->r;
+}
+
+static int phase(const struct uffdwp_snapshot *snap)
+{
+	return __atomic_load_n(&snap->phase, __ATOMIC_SEQ_CST);
+}
+
+/* Under mu, but for BEGINNING -> OPEN (see enum snap_phase). */
+static void phase_set(struct uffdwp_snapshot *snap, enum snap_phase p)
+{
+	__atomic_store_n(&snap->phase, p, __ATOMIC_SEQ_CST);
 }
 
 static void broadcast(struct uffdwp_snapshot *snap)
@@ -122,8 +155,8 @@ static void fail(struct uffdwp_snapshot *snap, int err, int cause)
 	/* Under mu: a decided outcome never changes, nor does a committing
 	 * one but by its sink (the image may be in place). */
 	pthread_mutex_lock(&snap->mu);
-	if (!snap->decided &&
-	    (!snap->committing || cause == UFFDWP_CAUSE_SINK) &&
+	if (phase(snap) < SNAP_DECIDED &&
+	    (phase(snap) != SNAP_COMMITTING || cause == UFFDWP_CAUSE_SINK) &&
 	    __atomic_compare_exchange_n(&snap->failed, &zero, err, false,
 					__ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
 		__atomic_store_n(&snap->cause, cause, __ATOMIC_RELEASE);
@@ -182,88 +215,7 @@ static void mark_done(struct uffdwp_snapshot *snap, size_t first, size_t n)
 	dirtymap_set_range(&snap->done, first, n);
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	if (__atomic_exchange_n(&snap->kick, 0, __ATOMIC_SEQ_CST))
-		handler_kick(snap->s);
-}
-
-/* --- staging ------------------------------------------------------------ */
-
-static int stage_init(struct stage *st, unsigned int n)
-{
-	size_t ps = page_size(), meta;
-
-	meta = n * (sizeof(uintptr_t) + 2 * sizeof(unsigned int));
-	st->maplen = (size_t)n * ps + meta;
-	st->mem = handler_zalloc(st->maplen);
-	if (!st->mem)
-		return -ENOMEM;
-	st->n = n;
-	st->addr = (uintptr_t *)(st->mem + (size_t)n * ps);
-	st->free = (unsigned int *)(st->addr + n);
-	st->fifo = st->free + n;
-	for (st->nfree = 0; st->nfree < n; st->nfree++)
-		st->free[st->nfree] = n - 1 - st->nfree;
-	pthread_mutex_init(&st->mu, NULL);
-	return 0;
-}
-
-static void stage_fini(struct stage *st)
-{
-	if (!st->mem)
-		return;
-	pthread_mutex_destroy(&st->mu);
-	handler_free(st->mem, st->maplen);
-	st->mem = NULL;
-}
-
-static int stage_get(struct stage *st)
-{
-	int slot = -1;
-
-	pthread_mutex_lock(&st->mu);
-	if (st->nfree)
-		slot = (int)st->free[--st->nfree];
-	pthread_mutex_unlock(&st->mu);
-	return slot;
-}
-
-static void stage_push(struct stage *st, unsigned int slot, uintptr_t addr)
-{
-	pthread_mutex_lock(&st->mu);
-	st->addr[slot] = addr;
-	st->fifo[(st->head + st->count) % st->n] = slot;
-	st->count++;
-	pthread_mutex_unlock(&st->mu);
-}
-
-static int stage_pop(struct stage *st)
-{
-	int slot = -1;
-
-	pthread_mutex_lock(&st->mu);
-	if (st->count) {
-		slot = (int)st->fifo[st->head];
-		st->head = (st->head + 1) % st->n;
-		st->count--;
-	}
-	pthread_mutex_unlock(&st->mu);
-	return slot;
-}
-
-static void stage_put(struct stage *st, unsigned int slot)
-{
-	pthread_mutex_lock(&st->mu);
-	st->free[st->nfree++] = slot;
-	pthread_mutex_unlock(&st->mu);
-}
-
-static unsigned int stage_filled(struct stage *st)
-{
-	unsigned int n;
-
-	pthread_mutex_lock(&st->mu);
-	n = st->count;
-	pthread_mutex_unlock(&st->mu);
-	return n;
+		syncwp_kick(snap->s);
 }
 
 /* Deliver @len bytes at @addr, held in @data, to the sink. */
@@ -295,7 +247,7 @@ static int copy_claimed(struct uffdwp_snapshot *snap, uintptr_t page, size_t i,
 	if (snap->sink.place && !staging_only)
 		dst = snap->sink.place(snap->sink.arg, (void *)page, ps);
 	if (!dst) {
-		slot = stage_get(&snap->st);
+		slot = snapshot_stage_get(&snap->st);
 		if (slot < 0)
 			return 1;
 		dst = snap->st.mem + (size_t)slot * ps;
@@ -303,15 +255,15 @@ static int copy_claimed(struct uffdwp_snapshot *snap, uintptr_t page, size_t i,
 	ret = copy_in(snap, dst, page, ps);
 	if (ret) {
 		if (slot >= 0)
-			stage_put(&snap->st, (unsigned int)slot);
+			snapshot_stage_put(&snap->st, (unsigned int)slot);
 		fail_copy(snap, ret);
 		return ret;
 	}
-	handler_quiesce_events(snap->s);
+	syncwp_quiesce_events(snap->s);
 	mark_done(snap, i, 1);
 	cnt_add(&snap->pages_faulted, 1);
 	if (slot >= 0) {
-		stage_push(&snap->st, (unsigned int)slot, page);
+		snapshot_stage_push(&snap->st, (unsigned int)slot, page);
 		broadcast(snap);
 	} else {
 		pages_delivered(snap, 1);
@@ -319,8 +271,17 @@ static int copy_claimed(struct uffdwp_snapshot *snap, uintptr_t page, size_t i,
 	return 0;
 }
 
-int snapshot_fault(struct uffdwp_snapshot *snap, uintptr_t page)
+/*
+ * The observer's fault: a handler resolving a write fault on @page of the
+ * range (shared resolve lock held). 0 when the page's pre-image is safe
+ * (copied now or before, or not part of the snapshot) and the fault may be
+ * resolved; 1 when it must wait (a copier holds the page, the staging area
+ * is full, or the sink is not ready): a copier kicks the handlers later.
+ */
+static int obs_fault(struct wp_observer *o, uintptr_t page)
 {
+	struct uffdwp_snapshot *snap =
+		container_of(o, struct uffdwp_snapshot, obs);
 	size_t i;
 	uint64_t bit, old;
 	bool open;
@@ -335,7 +296,7 @@ int snapshot_fault(struct uffdwp_snapshot *snap, uintptr_t page)
 	 * staging may hold a copy. The writer must not wait for begin():
 	 * start itself, the sink's begin() or malloc() may be writing a
 	 * page of the range. */
-	open = __atomic_load_n(&snap->open, __ATOMIC_SEQ_CST);
+	open = phase(snap) >= SNAP_OPEN;
 	bit = 1ULL << (i % 64);
 	old = __atomic_fetch_or(&snap->claim.w[i / 64], bit, __ATOMIC_SEQ_CST);
 	if (old & bit) {
@@ -356,9 +317,12 @@ int snapshot_fault(struct uffdwp_snapshot *snap, uintptr_t page)
 	return 1;
 }
 
-void snapshot_event(struct uffdwp_snapshot *snap, uintptr_t start,
-		    uintptr_t end, int cause)
+/* The observer's event: a handler saw [start, end) zapped or unmapped. */
+static void obs_event(struct wp_observer *o, uintptr_t start, uintptr_t end,
+		      int cause)
 {
+	struct uffdwp_snapshot *snap =
+		container_of(o, struct uffdwp_snapshot, obs);
 	size_t a, b;
 
 	if (end <= snap->start || start >= snap->end)
@@ -389,36 +353,25 @@ void snapshot_event(struct uffdwp_snapshot *snap, uintptr_t start,
  * has not begun), while nothing can write them. Staging too small for
  * them cancels the snapshot rather than risk a wrong page.
  */
-static void copy_zap_pending(struct uffdwp_snapshot *snap, struct sync_state *s)
+static int copy_zap_page(void *arg, uintptr_t page)
 {
-	struct region *r = snap->r;
-	size_t first = region_page(r, snap->start), p, i;
-	uint64_t e;
+	struct uffdwp_snapshot *snap = arg;
+	size_t i = (page - snap->start) / page_size();
 	int ret;
 
-	for (p = dirtymap_next_set(&r->zapwatch, first);
-	     p < first + snap->npages;
-	     p = dirtymap_next_set(&r->zapwatch, p + 1)) {
-		i = p - first;
-		if (dirtymap_test(&snap->done, i))
-			continue;
-		/* Private anonymous, neither present nor swapped out: zeros
-		 * now, and after any zap. (A shmem page may be in the page
-		 * cache without being mapped here.) */
-		if (r->memtype == MEM_ANON &&
-		    pagemap_entry(s->pagemap,
-				  (void *)(snap->start + i * page_size()),
-				  &e) == 0 &&
-		    !(e & (PM_PRESENT | PM_SWAP)))
-			continue;
-		dirtymap_set(&snap->claim, i);
-		ret = copy_claimed(snap, snap->start + i * page_size(), i,
-				   true);
-		if (ret > 0)
-			fail(snap, -ECANCELED, UFFDWP_CAUSE_ZAPPED);
-		if (ret)
-			return;
-	}
+	if (dirtymap_test(&snap->done, i))
+		return 0;
+	dirtymap_set(&snap->claim, i);
+	ret = copy_claimed(snap, page, i, true);
+	if (ret > 0)
+		fail(snap, -ECANCELED, UFFDWP_CAUSE_ZAPPED);
+	return ret;
+}
+
+static void copy_zap_pending(struct uffdwp_snapshot *snap, struct sync_state *s)
+{
+	syncwp_each_zap_pending(s, snap->r, snap->start, snap->end,
+				copy_zap_page, snap);
 }
 
 void snapshot_publish(struct uffdwp_snapshot *snap, struct sync_state *s)
@@ -459,8 +412,10 @@ void snapshot_publish(struct uffdwp_snapshot *snap, struct sync_state *s)
 	 * handler either sees the snapshot when it marks an event (and
 	 * cancels if it hits an uncopied page), or had its zap marks in
 	 * place before the quiescence below ends. */
-	__atomic_store_n(&r->snap, snap, __ATOMIC_SEQ_CST);
-	handler_quiesce_events(s);
+	snap->obs =
+		(struct wp_observer){ .fault = obs_fault, .event = obs_event };
+	__atomic_store_n(&r->obs, &snap->obs, __ATOMIC_SEQ_CST);
+	syncwp_quiesce_events(s);
 	/* Pages unmapped or moved away since the track are no longer under
 	 * our protection (whatever is mapped there now is not): no exact
 	 * image of them can be promised. */
@@ -470,12 +425,17 @@ void snapshot_publish(struct uffdwp_snapshot *snap, struct sync_state *s)
 		copy_zap_pending(snap, s);
 }
 
+void snapshot_publish_instant(void *snap, struct sync_state *s)
+{
+	snapshot_publish(snap, s);
+}
+
 void snapshot_unpublish(struct uffdwp_snapshot *snap, struct sync_state *s)
 {
-	__atomic_store_n(&snap->r->snap, NULL, __ATOMIC_RELEASE);
+	__atomic_store_n(&snap->r->obs, NULL, __ATOMIC_RELEASE);
 	/* Events are handled without the resolve lock: let any handler
 	 * that may have loaded the pointer finish with it. */
-	handler_quiesce_events(s);
+	syncwp_quiesce_events(s);
 }
 
 /* --- copiers ------------------------------------------------------------ */
@@ -485,7 +445,7 @@ static bool drain_one(struct uffdwp_snapshot *snap)
 	size_t ps = page_size();
 	int slot, ret;
 
-	slot = stage_pop(&snap->st);
+	slot = snapshot_stage_pop(&snap->st);
 	if (slot < 0)
 		return false;
 	if (!failed(snap)) {
@@ -496,10 +456,10 @@ static bool drain_one(struct uffdwp_snapshot *snap)
 		else
 			pages_delivered(snap, 1);
 	}
-	stage_put(&snap->st, (unsigned int)slot);
+	snapshot_stage_put(&snap->st, (unsigned int)slot);
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	if (__atomic_exchange_n(&snap->kick, 0, __ATOMIC_SEQ_CST))
-		handler_kick(snap->s);
+		syncwp_kick(snap->s);
 	return true;
 }
 
@@ -519,7 +479,7 @@ static void sweep_run(struct uffdwp_snapshot *snap, char *buf, size_t w,
 		fail_copy(snap, ret);
 		return;
 	}
-	handler_quiesce_events(snap->s);
+	syncwp_quiesce_events(snap->s);
 	if (failed(snap))
 		return;
 	mark_done(snap, first, n);
@@ -576,7 +536,7 @@ static void *copier_main(void *arg)
 			continue;
 		pthread_mutex_lock(&snap->mu);
 		if (!failed(snap) && !complete(snap) &&
-		    !stage_filled(&snap->st)) {
+		    !snapshot_stage_filled(&snap->st)) {
 			clock_gettime(CLOCK_REALTIME, &ts);
 			ts.tv_nsec += IDLE_WAIT_MS * 1000000L;
 			if (ts.tv_nsec >= 1000000000L) {
@@ -590,6 +550,13 @@ static void *copier_main(void *arg)
 	/* Staged pages of a failed snapshot are dropped. */
 	while (failed(snap) && drain_one(snap))
 		;
+	/* Not before start() dropped its count: the last count, and the
+	 * teardown with the sink's end(), must not fall to the program's
+	 * thread inside uffdwp_snapshot_start(). */
+	pthread_mutex_lock(&snap->mu);
+	while (!snap->launched)
+		pthread_cond_wait(&snap->cv, &snap->mu);
+	pthread_mutex_unlock(&snap->mu);
 	if (__atomic_sub_fetch(&snap->running, 1, __ATOMIC_SEQ_CST) == 0)
 		teardown(snap);
 	return NULL;
@@ -597,37 +564,44 @@ static void *copier_main(void *arg)
 
 /* --- lifecycle ---------------------------------------------------------- */
 
-static void ctx_unlink(struct uffdwp_ctx *ctx, struct uffdwp_snapshot *snap)
+void snapshot_link(struct uffdwp_snapshot *snap)
+{
+	snap->owner_next = snap->owner->snaps;
+	snap->owner->snaps = snap;
+}
+
+void snapshot_unlink(struct uffdwp_snapshot *snap)
 {
 	struct uffdwp_snapshot **pp;
 
-	for (pp = &ctx->snaps; *pp; pp = &(*pp)->ctx_next) {
+	for (pp = &snap->owner->snaps; *pp; pp = &(*pp)->owner_next) {
 		if (*pp == snap) {
-			*pp = snap->ctx_next;
+			*pp = snap->owner_next;
 			break;
 		}
 	}
-	pthread_cond_broadcast(&ctx->snaps_cv);
 }
 
-/* A failed snapshot's consumed pages are pending again (ctx->lock held). */
-static void give_back(struct uffdwp_snapshot *snap)
+void snapshot_cancel_all(struct snapshot_owner *owner, int cause)
+{
+	struct uffdwp_snapshot *snap;
+
+	for (snap = owner->snaps; snap; snap = snap->owner_next)
+		fail(snap, -ECANCELED, cause);
+}
+
+void snapshot_fail(struct uffdwp_snapshot *snap, int err, int cause)
+{
+	fail(snap, err, cause);
+}
+
+void snapshot_give_back(struct uffdwp_snapshot *snap)
 {
 	size_t first = region_page(snap->r, snap->start), i;
 
 	for (i = dirtymap_next_set(&snap->taken, 0); i < snap->npages;
 	     i = dirtymap_next_set(&snap->taken, i + 1))
 		dirtymap_set(&snap->r->pending, first + i);
-}
-
-static int still_ours(void *arg, uintptr_t lo, uintptr_t hi)
-{
-	(void)hi;
-	/* -ENOENT unless the mapping is registered for write-protect.
-	 * Protecting one more page costs at most one more fault, whose
-	 * page is then reported written: a superset, nothing lost. */
-	return uffd_writeprotect(*(int *)arg, (void *)lo, page_size(),
-				 UFFDIO_WRITEPROTECT_MODE_WP);
 }
 
 /*
@@ -644,7 +618,7 @@ static void check_still_mapped(struct uffdwp_snapshot *snap)
 
 	if (failed(snap) || !snap->s)
 		return;
-	ret = vma_each(snap->start, snap->end, still_ours, &snap->s->uffd);
+	ret = syncwp_still_registered(snap->s, snap->start, snap->end);
 	if (ret == -ENOENT || ret == -EFAULT)
 		fail(snap, -ECANCELED, UFFDWP_CAUSE_UNMAPPED);
 	else if (ret)
@@ -656,7 +630,6 @@ static void check_still_mapped(struct uffdwp_snapshot *snap)
 /* The sink's end, then the end of the window (the last copier). */
 static void teardown(struct uffdwp_snapshot *snap)
 {
-	struct uffdwp_ctx *ctx = snap->ctx;
 	int err, ret;
 
 	if (!failed(snap) && !complete(snap))
@@ -664,7 +637,8 @@ static void teardown(struct uffdwp_snapshot *snap)
 	check_still_mapped(snap);
 	pthread_mutex_lock(&snap->mu);
 	err = __atomic_load_n(&snap->failed, __ATOMIC_ACQUIRE);
-	snap->committing = !err;
+	if (!err)
+		phase_set(snap, SNAP_COMMITTING);
 	pthread_mutex_unlock(&snap->mu);
 	if (!err && snap->sink.end) {
 		/* Before the window closes: a sink that fails to commit
@@ -676,46 +650,41 @@ static void teardown(struct uffdwp_snapshot *snap)
 		snap->sink.end(snap->sink.arg, err);
 	}
 
-	/*
-	 * The outcome is final once the sink's end() returned: waiters go
-	 * on while the window closes (on uffd_async, the move back holds
-	 * writers some tens of ms per GiB). Decided under ctx->lock, so a
-	 * call on the context made after wait() returns, a new snapshot of
-	 * the range among them, waits for the close and never sees it open.
-	 */
-	pthread_mutex_lock(&ctx->lock);
-	pthread_mutex_lock(&snap->mu);
-	err = __atomic_load_n(&snap->failed, __ATOMIC_ACQUIRE);
-	snap->t_end = now_ns();
-	snap->state = err ? UFFDWP_SNAPSHOT_FAILED : UFFDWP_SNAPSHOT_DONE;
-	snap->decided = true;
-	pthread_cond_broadcast(&snap->cv);
-	pthread_mutex_unlock(&snap->mu);
-
-	ctx->ops->snap_end(ctx, snap);
-	if (err)
-		give_back(snap);
-	ctx_unlink(ctx, snap);
-	pthread_mutex_unlock(&ctx->lock);
+	/* The owner decides the outcome (snapshot_decide()) and closes the
+	 * window under its own lock. */
+	snap->owner->close(snap->owner, snap);
 
 	pthread_mutex_lock(&snap->mu);
-	snap->ctx = NULL;
-	snap->ended = true;
+	snap->owner = NULL;
+	phase_set(snap, SNAP_ENDED);
 	pthread_cond_broadcast(&snap->cv);
 	pthread_mutex_unlock(&snap->mu);
 }
 
-static void snap_destroy(struct uffdwp_snapshot *snap)
+int snapshot_decide(struct uffdwp_snapshot *snap)
 {
-	stage_fini(&snap->st);
+	int err;
+
+	pthread_mutex_lock(&snap->mu);
+	err = __atomic_load_n(&snap->failed, __ATOMIC_ACQUIRE);
+	snap->t_end = now_ns();
+	phase_set(snap, SNAP_DECIDED);
+	pthread_cond_broadcast(&snap->cv);
+	pthread_mutex_unlock(&snap->mu);
+	return err;
+}
+
+void snapshot_destroy(struct uffdwp_snapshot *snap)
+{
+	snapshot_stage_fini(&snap->st);
 	if (snap->cbuf)
-		handler_free(snap->cbuf, snap->cbuflen);
+		shadow_free(snap->cbuf, snap->cbuflen);
 	dirtymap_free(&snap->claim);
 	dirtymap_free(&snap->done);
 	dirtymap_free(&snap->taken);
 	pthread_cond_destroy(&snap->cv);
 	pthread_mutex_destroy(&snap->mu);
-	handler_free(snap, sizeof(*snap));
+	shadow_free(snap, sizeof(*snap));
 }
 
 static bool pvr_works(void)
@@ -734,7 +703,7 @@ static unsigned int default_copiers(void)
 	return n < 1 ? 1 : n > 4 ? 4 : (unsigned int)n;
 }
 
-static int check_sink(const struct uffdwp_sink *sink, struct uffdwp_sink *out)
+static int sink_in(const struct uffdwp_sink *sink, struct uffdwp_sink *out)
 {
 	int ret;
 
@@ -743,22 +712,27 @@ static int check_sink(const struct uffdwp_sink *sink, struct uffdwp_sink *out)
 	ret = sz_check(sink, sizeof(*sink));
 	if (ret)
 		return ret;
-	memset(out, 0, sizeof(*out));
-	memcpy(out, sink, sink->sz < sizeof(*out) ? sink->sz : sizeof(*out));
-	out->sz = sizeof(*out);
+	sz_copy_in(out, sink, sizeof(*out));
 	if (!out->write && !out->place)
 		return -EINVAL;
 	return 0;
 }
 
-static int start_copiers(struct uffdwp_snapshot *snap)
+/*
+ * Run on the owner's offload thread (ctx.c): starting threads under
+ * snap->mu is a signal window, which takes milliseconds when the CPUs are
+ * busy, and the program's thread waits for it with its own mask.
+ */
+int snapshot_start_copiers(void *arg)
 {
+	struct uffdwp_snapshot *snap = arg;
 	sigset_t all, old;
 	unsigned int i;
 	int ret = 0;
 
 	/* Every asynchronous signal blocked, the synchronous ones not: a
-	 * library thread never counts as one that blocks SIGSEGV (segv.h). */
+	 * library thread never counts as one that blocks SIGSEGV (segv.h).
+	 * (The offload thread's own mask, unless it could not start.) */
 	segv_thread_mask(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	/* None may finish (and tear down) before all are counted. */
@@ -782,131 +756,112 @@ static int start_copiers(struct uffdwp_snapshot *snap)
 	return ret;
 }
 
-UFFDWP_EXPORT int uffdwp_snapshot_start(struct uffdwp_ctx *ctx, void *addr,
-					size_t len,
-					const struct uffdwp_sink *sink,
-					const struct uffdwp_snapshot_opts *opts,
-					struct uffdwp_snapshot **out)
+int snapshot_args_in(const struct uffdwp_sink *sink,
+		     const struct uffdwp_snapshot_opts *opts,
+		     struct snapshot_args *out)
 {
-	struct uffdwp_snapshot_opts o = { .sz = sizeof(o) };
-	struct uffdwp_snapshot_info info = { .sz = sizeof(info) };
-	struct uffdwp_snapshot *snap;
-	struct uffdwp_sink sk;
-	uintptr_t a = (uintptr_t)addr;
-	struct region *r;
-	sigset_t mask;
-	size_t ps = page_size();
 	int ret;
 
-	if (!ctx || !out)
-		return -EINVAL;
-	if (ctx_forked(ctx))
-		return -ECHILD;
-	if (!len || a % ps || len % ps || a + len < a)
-		return -EINVAL;
-	ret = check_sink(sink, &sk);
+	ret = sink_in(sink, &out->sink);
 	if (ret)
 		return ret;
+	memset(&out->opts, 0, sizeof(out->opts));
+	out->opts.sz = sizeof(out->opts);
 	if (opts) {
 		ret = sz_check(opts, sizeof(*opts));
 		if (ret)
 			return ret;
-		memcpy(&o, opts, opts->sz < sizeof(o) ? opts->sz : sizeof(o));
-		o.sz = sizeof(o);
+		sz_copy_in(&out->opts, opts, sizeof(out->opts));
 	}
-	if (o.flags & ~(unsigned int)UFFDWP_SNAPSHOT_INCREMENTAL ||
-	    o.copiers > MAX_COPIERS)
+	if (out->opts.flags & ~(unsigned int)UFFDWP_SNAPSHOT_INCREMENTAL ||
+	    out->opts.copiers > MAX_COPIERS)
 		return -EINVAL;
-	if (!ctx->ops->snap_begin)
-		return -EOPNOTSUPP;
+	return 0;
+}
 
-	snap = handler_zalloc(sizeof(*snap));
+int snapshot_new(struct snapshot_owner *owner, uintptr_t addr, size_t len,
+		 const struct snapshot_args *args, struct uffdwp_snapshot **out)
+{
+	const struct uffdwp_snapshot_opts *o = &args->opts;
+	struct uffdwp_snapshot *snap;
+	size_t ps = page_size();
+
+	snap = shadow_zalloc(sizeof(*snap));
 	if (!snap)
 		return -ENOMEM;
 	pthread_mutex_init(&snap->mu, NULL);
 	pthread_cond_init(&snap->cv, NULL);
 	snap->t0 = now_ns();
 	snap->pid = getpid();
-	snap->start = a;
-	snap->end = a + len;
+	snap->owner = owner;
+	snap->start = addr;
+	snap->end = addr + len;
 	snap->npages = len / ps;
 	snap->nwords = DIRTYMAP_WORDS(snap->npages);
-	snap->flags = o.flags;
-	snap->sink = sk;
-	snap->ncopiers = o.copiers ? o.copiers : default_copiers();
+	snap->flags = o->flags;
+	snap->sink = args->sink;
+	snap->ncopiers = o->copiers ? o->copiers : default_copiers();
 	snap->pvr = pvr_works();
 	snap->cbuflen = (size_t)snap->ncopiers * CHUNK * ps;
-	snap->cbuf = handler_zalloc(snap->cbuflen);
+	snap->cbuf = shadow_zalloc(snap->cbuflen);
 	if (!snap->cbuf || dirtymap_init(&snap->claim, snap->npages) ||
 	    dirtymap_init(&snap->done, snap->npages) ||
 	    dirtymap_init(&snap->taken, snap->npages) ||
-	    stage_init(&snap->st,
-		       o.staging_pages ? o.staging_pages : DEFAULT_STAGING)) {
-		snap_destroy(snap);
+	    snapshot_stage_init(&snap->st, o->staging_pages ?
+						   o->staging_pages :
+						   DEFAULT_STAGING)) {
+		snapshot_destroy(snap);
 		return -ENOMEM;
-	}
-
-	pthread_mutex_lock(&ctx->lock);
-	/* track and untrack wait for readers: see segv.h. */
-	segv_window_enter(&mask);
-	urcu_bp_read_lock();
-	r = regions_lookup(rcu_dereference(ctx->regions), a);
-	urcu_bp_read_unlock();
-	segv_window_leave(&mask);
-	if (!r || snap->end > r->end)
-		ret = -ENOENT;
-	else if (r->snap)
-		ret = -EBUSY;
-	if (ret)
-		goto err_unlock;
-	snap->r = r;
-	snap->ctx = ctx;
-	ret = ctx->ops->snap_begin(ctx, snap);
-	if (ret)
-		goto err_unlock;
-	/* The instant has passed: writers may already be deferred on the
-	 * sink, which begins now. */
-	snap->start_ns = now_ns() - snap->t0;
-	info.addr = addr;
-	info.len = len;
-	info.page_size = ps;
-	info.pages = snap->pages;
-	info.flags = snap->flags;
-	info.instant_realtime_ns = snap->instant_rt;
-	if (sk.begin) {
-		ret = sk.begin(sk.arg, &info);
-		if (ret) {
-			ret = ret < 0 ? ret : -EIO;
-			fail(snap, ret, UFFDWP_CAUSE_SINK);
-			ctx->ops->snap_end(ctx, snap);
-			give_back(snap);
-			goto err_unlock;
-		}
-	}
-	__atomic_store_n(&snap->open, 1, __ATOMIC_SEQ_CST);
-	if (__atomic_exchange_n(&snap->kick, 0, __ATOMIC_SEQ_CST))
-		handler_kick(snap->s);
-	snap->ctx_next = ctx->snaps;
-	ctx->snaps = snap;
-	/* start_copiers() leaves one extra count on running: the copiers
-	 * cannot tear down before ctx->lock is dropped and all are counted. */
-	ret = start_copiers(snap);
-	if (ret)
-		fail(snap, ret, UFFDWP_CAUSE_KERNEL);
-	pthread_mutex_unlock(&ctx->lock);
-	if (__atomic_sub_fetch(&snap->running, 1, __ATOMIC_SEQ_CST) == 0)
-		teardown(snap);
-	if (!snap->nthreads) {
-		snap_destroy(snap);
-		return ret;
 	}
 	*out = snap;
 	return 0;
+}
 
-err_unlock:
-	pthread_mutex_unlock(&ctx->lock);
-	snap_destroy(snap);
-	return ret;
+int snapshot_open(struct uffdwp_snapshot *snap)
+{
+	struct uffdwp_snapshot_info info = { .sz = sizeof(info) };
+	int ret;
+
+	/* The instant has passed: writers may already be deferred on the
+	 * sink, which begins now. */
+	snap->start_ns = now_ns() - snap->t0;
+	info.addr = (void *)snap->start;
+	info.len = snap->end - snap->start;
+	info.page_size = page_size();
+	info.pages = snap->pages;
+	info.flags = snap->flags;
+	info.instant_realtime_ns = snap->instant_rt;
+	if (snap->sink.begin) {
+		ret = snap->sink.begin(snap->sink.arg, &info);
+		if (ret) {
+			ret = ret < 0 ? ret : -EIO;
+			fail(snap, ret, UFFDWP_CAUSE_SINK);
+			return ret;
+		}
+	}
+	phase_set(snap, SNAP_OPEN);
+	if (__atomic_exchange_n(&snap->kick, 0, __ATOMIC_SEQ_CST))
+		syncwp_kick(snap->s);
+	return 0;
+}
+
+bool snapshot_launched(struct uffdwp_snapshot *snap)
+{
+	bool last;
+
+	/* Dropped before any copier's (they wait for launched): the count
+	 * ends here only when no copier runs, and then the teardown (of a
+	 * failed snapshot) is ours. A sink's end(), an fsync say, never
+	 * runs in this call when a copier does. */
+	testhook_hold(HOLD_SNAPSHOT_LAUNCH);
+	pthread_mutex_lock(&snap->mu);
+	snap->launched = true;
+	last = __atomic_sub_fetch(&snap->running, 1, __ATOMIC_SEQ_CST) == 0;
+	pthread_cond_broadcast(&snap->cv);
+	pthread_mutex_unlock(&snap->mu);
+	if (last)
+		teardown(snap);
+	return snap->nthreads;
 }
 
 UFFDWP_EXPORT int uffdwp_snapshot_wait(struct uffdwp_snapshot *snap,
@@ -929,14 +884,15 @@ UFFDWP_EXPORT int uffdwp_snapshot_wait(struct uffdwp_snapshot *snap,
 		}
 	}
 	pthread_mutex_lock(&snap->mu);
-	while (!snap->decided && ret != ETIMEDOUT) {
+	while (phase(snap) < SNAP_DECIDED && ret != ETIMEDOUT) {
 		if (timeout_ms < 0)
 			pthread_cond_wait(&snap->cv, &snap->mu);
 		else
 			ret = pthread_cond_timedwait(&snap->cv, &snap->mu, &ts);
 	}
-	ret = snap->decided ? __atomic_load_n(&snap->failed, __ATOMIC_ACQUIRE) :
-			      -ETIMEDOUT;
+	ret = phase(snap) >= SNAP_DECIDED ?
+		      __atomic_load_n(&snap->failed, __ATOMIC_ACQUIRE) :
+		      -ETIMEDOUT;
 	pthread_mutex_unlock(&snap->mu);
 	return ret;
 }
@@ -956,6 +912,7 @@ UFFDWP_EXPORT int uffdwp_snapshot_status(const struct uffdwp_snapshot *snap,
 {
 	struct uffdwp_snapshot_status s = { .sz = sizeof(s) };
 	struct uffdwp_snapshot *m = (struct uffdwp_snapshot *)snap;
+	bool decided;
 	int ret;
 
 	if (!snap)
@@ -966,10 +923,12 @@ UFFDWP_EXPORT int uffdwp_snapshot_status(const struct uffdwp_snapshot *snap,
 	if (snap->pid != getpid())
 		return -ECHILD;
 	pthread_mutex_lock(&m->mu);
-	s.state = snap->decided ? snap->state : UFFDWP_SNAPSHOT_RUNNING;
-	s.error = snap->decided ?
-			  __atomic_load_n(&snap->failed, __ATOMIC_ACQUIRE) :
-			  0;
+	decided = phase(snap) >= SNAP_DECIDED;
+	s.error = decided ? __atomic_load_n(&snap->failed, __ATOMIC_ACQUIRE) :
+			    0;
+	s.state = !decided ? UFFDWP_SNAPSHOT_RUNNING :
+		  s.error  ? UFFDWP_SNAPSHOT_FAILED :
+			     UFFDWP_SNAPSHOT_DONE;
 	s.cause = s.error ? __atomic_load_n(&snap->cause, __ATOMIC_ACQUIRE) :
 			    UFFDWP_CAUSE_NONE;
 	/* Exact only when every page reached the sink and the sink said so:
@@ -983,10 +942,9 @@ UFFDWP_EXPORT int uffdwp_snapshot_status(const struct uffdwp_snapshot *snap,
 	s.faults_waited = cnt_get(&snap->faults_waited);
 	s.staging_full = cnt_get(&snap->staging_full);
 	s.start_ns = snap->start_ns;
-	s.elapsed_ns =
-		(snap->decided ? snap->t_end : now_ns()) - snap->t_instant;
+	s.elapsed_ns = (decided ? snap->t_end : now_ns()) - snap->t_instant;
 	s.instant_realtime_ns = snap->instant_rt;
-	s.committing = !snap->decided && complete(snap);
+	s.committing = !decided && complete(snap);
 	pthread_mutex_unlock(&m->mu);
 	sz_copy_out(status, &s, sizeof(s));
 	return 0;
@@ -1007,25 +965,9 @@ uffdwp_snapshot_free(struct uffdwp_snapshot *snap)
 	for (i = 0; i < snap->nthreads; i++)
 		own_thread_join(snap->tid[i]);
 	pthread_mutex_lock(&snap->mu);
-	while (!snap->ended)
+	while (phase(snap) != SNAP_ENDED)
 		pthread_cond_wait(&snap->cv, &snap->mu);
 	pthread_mutex_unlock(&snap->mu);
-	snap_destroy(snap);
+	snapshot_destroy(snap);
 	return NULL;
-}
-
-void snapshot_ctx_shutdown(struct uffdwp_ctx *ctx)
-{
-	struct uffdwp_snapshot *snap;
-
-	/* Wait on the context, never on a snapshot: once unlinked, its
-	 * owner may free it at any time. */
-	pthread_mutex_lock(&ctx->lock);
-	while (ctx->snaps) {
-		for (snap = ctx->snaps; snap; snap = snap->ctx_next)
-			fail(snap, -ECANCELED, UFFDWP_CAUSE_CONTEXT);
-		/* Their teardowns take ctx->lock and unlink them. */
-		pthread_cond_wait(&ctx->snaps_cv, &ctx->lock);
-	}
-	pthread_mutex_unlock(&ctx->lock);
 }

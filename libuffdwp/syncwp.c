@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Synchronous write-protect (see syncwp.h).
+ * The synchronous userfaultfd (see syncwp.h): opening and closing it,
+ * its protect targets, the pause of resolution and the collect protocol.
  *
  * Without UFFD_FEATURE_WP_UNPOPULATED (before 6.4) write-protecting a page
  * with no PTE does nothing, so such pages are populated first, with the
@@ -8,14 +9,20 @@
  * the zero page still faults to us.
  */
 #include <fcntl.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "pagemap.h"
-#include "syncwp.h"
-#include "uffd.h"
+#include "sys-pagemap.h"
+#include "segv.h"
+#include "shadow-alloc.h"
+#include "syncwp-handler.h"
+#include "syncwp-self.h"
+#include "testhooks.h"
+#include "sys-uffd.h"
+#include "vma.h"
 
 /*
  * A watched page that is still present may be waiting for its zap, or may
@@ -30,9 +37,20 @@
 #define MADV_POPULATE_READ 22 /* 5.14 */
 #endif
 
-static int sync_protect(void *arg, uintptr_t start, size_t len)
+/* A protect may give a resolved page its protection back: a new epoch
+ * before and after it, so that a self-service handler that read the epoch
+ * in between does not take the page's next fault for a repeat (see
+ * syncwp-self.c). */
+static void new_epoch(int *uffd)
 {
-	int fd = *(int *)arg, ret;
+	struct sync_state *s = container_of(uffd, struct sync_state, uffd);
+
+	__atomic_fetch_add(&s->epoch, 1, __ATOMIC_SEQ_CST);
+}
+
+static int sync_protect_run(int fd, uintptr_t start, size_t len)
+{
+	int ret;
 	uintptr_t a;
 
 	ret = uffd_writeprotect(fd, (void *)start, len,
@@ -53,15 +71,46 @@ static int sync_protect(void *arg, uintptr_t start, size_t len)
 	return 0;
 }
 
+static int sync_protect(void *arg, uintptr_t start, size_t len)
+{
+	int ret;
+
+	new_epoch(arg);
+	ret = sync_protect_run(*(int *)arg, start, len);
+	new_epoch(arg);
+	return ret;
+}
+
 static int sync_unprotect(void *arg, uintptr_t start, size_t len)
 {
 	return uffd_writeprotect(*(int *)arg, (void *)start, len,
 				 UFFDIO_WRITEPROTECT_MODE_DONTWAKE);
 }
 
+/* -ENOENT: the range left this userfaultfd (untracked, or moved back to
+ * uffd_async after a snapshot) between the fault and its resolution.
+ * Whoever unregistered it woke its writers (the kernel wakes only MISSING
+ * waiters on unregister); a writer of a message read before that is woken
+ * by the wake that follows. */
+static int sync_unprotect_gone_ok(void *arg, uintptr_t start, size_t len)
+{
+	int ret = sync_unprotect(arg, start, len);
+
+	return ret == -ENOENT ? 0 : ret;
+}
+
 static int sync_wake(void *arg, uintptr_t start, size_t len)
 {
 	return uffd_wake(*(int *)arg, (void *)start, len);
+}
+
+static int sync_unprotect_wake(void *arg, uintptr_t start, size_t len)
+{
+	int ret = uffd_writeprotect(*(int *)arg, (void *)start, len, 0);
+
+	if (ret == -ENOENT)
+		return sync_wake(arg, start, len);
+	return ret;
 }
 
 struct wp_target syncwp_target(struct sync_state *s)
@@ -70,6 +119,16 @@ struct wp_target syncwp_target(struct sync_state *s)
 		.protect = sync_protect,
 		.unprotect = sync_unprotect,
 		.wake = sync_wake,
+		.arg = &s->uffd,
+	};
+}
+
+struct wp_target syncwp_resolve_target(struct sync_state *s)
+{
+	return (struct wp_target){
+		.unprotect = sync_unprotect_gone_ok,
+		.wake = sync_wake,
+		.unprotect_wake = sync_unprotect_wake,
 		.arg = &s->uffd,
 	};
 }
@@ -145,32 +204,31 @@ static void drop_gone(struct dirtymap *m, const struct dirtymap *gone)
 					   __ATOMIC_RELAXED);
 }
 
-int syncwp_open(struct uffdwp_ctx *ctx, unsigned int n, struct sync_state **out)
+int syncwp_open(const struct sync_env *env, int uffd_mode,
+		uint64_t uffd_features, bool self, unsigned int n,
+		struct sync_state **out)
 {
-	struct uffdwp_caps caps = { .sz = sizeof(caps) };
 	pthread_rwlockattr_t attr;
 	struct sync_state *s;
 	uint64_t want;
 	int ret;
 
-	ret = uffdwp_probe(&caps);
-	if (ret)
-		return ret;
-	s = handler_zalloc(sizeof(*s));
+	s = shadow_zalloc(sizeof(*s));
 	if (!s)
 		return -ENOMEM;
 	s->stopfd = -1;
+	s->env = *env;
 	s->pagemap = pagemap_open();
 	if (s->pagemap < 0) {
 		ret = s->pagemap;
-		handler_free(s, sizeof(*s));
+		shadow_free(s, sizeof(*s));
 		return ret;
 	}
-	s->uffd = uffd_open(caps.uffd_mode, O_CLOEXEC | O_NONBLOCK);
+	s->uffd = uffd_open(uffd_mode, O_CLOEXEC | O_NONBLOCK);
 	if (s->uffd < 0) {
 		ret = s->uffd;
 		close(s->pagemap);
-		handler_free(s, sizeof(*s));
+		shadow_free(s, sizeof(*s));
 		return ret;
 	}
 	/* Events keep the tracking honest when the address space changes
@@ -179,13 +237,19 @@ int syncwp_open(struct uffdwp_ctx *ctx, unsigned int n, struct sync_state **out)
 	want = SYNC_UFFD_FEATURES | UFFD_FEATURE_EVENT_REMOVE |
 	       UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_REMAP |
 	       UFFD_FEATURE_THREAD_ID;
-	want |= caps.uffd_features &
+	want |= uffd_features &
 		(UFFD_FEATURE_WP_UNPOPULATED | UFFD_FEATURE_WP_HUGETLBFS_SHMEM);
+	if (self)
+		want |= UFFD_FEATURE_SIGBUS;
 	ret = uffd_api(s->uffd, want, &s->features);
 	if (ret)
 		goto err;
 	s->features = want;
 	s->unpopulated = want & UFFD_FEATURE_WP_UNPOPULATED;
+	s->self = self;
+	/* Faults come as signals: one thread for the events is enough. */
+	if (self)
+		n = 1;
 
 	/* Writer preference: a stream of faults must not starve a collect. */
 	pthread_rwlockattr_init(&attr);
@@ -194,7 +258,7 @@ int syncwp_open(struct uffdwp_ctx *ctx, unsigned int n, struct sync_state **out)
 	pthread_rwlock_init(&s->resolve, &attr);
 	pthread_rwlockattr_destroy(&attr);
 
-	ret = handler_start(ctx, s, n);
+	ret = syncwp_handlers_start(s, n);
 	if (ret) {
 		pthread_rwlock_destroy(&s->resolve);
 		goto err;
@@ -204,7 +268,7 @@ int syncwp_open(struct uffdwp_ctx *ctx, unsigned int n, struct sync_state **out)
 err:
 	close(s->uffd);
 	close(s->pagemap);
-	handler_free(s, sizeof(*s));
+	shadow_free(s, sizeof(*s));
 	return ret;
 }
 
@@ -224,15 +288,71 @@ void syncwp_close(struct sync_state *s, bool in_child)
 		close(s->pagemap);
 		return;
 	}
-	handler_stop(s);
+	syncwp_handlers_stop(s);
 	pthread_rwlock_destroy(&s->resolve);
 	close(s->uffd);
 	close(s->pagemap);
-	handler_free(s, sizeof(*s));
+	shadow_free(s, sizeof(*s));
 }
 
-int syncwp_harvest_locked(struct uffdwp_ctx *ctx, struct sync_state *s,
-			  struct region *const *rv, size_t n)
+void syncwp_quiesce_events(struct sync_state *s)
+{
+	while (__atomic_load_n(&s->reading, __ATOMIC_SEQ_CST))
+		sched_yield();
+}
+
+void syncwp_kick(struct sync_state *s)
+{
+	uint64_t one = 1;
+	unsigned int i;
+
+	for (i = 0; i < s->nthreads; i++)
+		if (write(s->kickfd[i], &one, sizeof(one)) < 0 &&
+		    errno != EAGAIN)
+			break; /* the fallback poll timeout still retries */
+}
+
+void syncwp_pause(struct sync_state *s)
+{
+	sigset_t mask;
+
+	segv_window_enter(&mask);
+	pthread_rwlock_wrlock(&s->resolve);
+	if (s->self)
+		syncwp_self_pause(s);
+	s->pause_mask = mask;
+	testhook_hold(HOLD_SYNC_PAUSE);
+}
+
+void syncwp_resume(struct sync_state *s)
+{
+	sigset_t mask = s->pause_mask;
+
+	if (s->self)
+		syncwp_self_resume(s);
+	pthread_rwlock_unlock(&s->resolve);
+	syncwp_kick(s);
+	segv_window_leave(&mask);
+}
+
+int syncwp_attach(struct sync_state *s, struct region *r)
+{
+	return s->self ? syncwp_self_add(s, r) : 0;
+}
+
+void syncwp_detach(struct sync_state *s, struct region *r)
+{
+	if (s->self)
+		syncwp_self_remove(r);
+}
+
+void syncwp_atfork(enum fork_phase phase)
+{
+	syncwp_self_atfork(phase);
+}
+
+int syncwp_harvest_locked(struct sync_state *s, struct region *const *rv,
+			  size_t n)
 {
 	struct wp_target t = syncwp_target(s);
 	struct region *r;
@@ -254,7 +374,7 @@ int syncwp_harvest_locked(struct uffdwp_ctx *ctx, struct sync_state *s,
 			ret = syncwp_populate(s, r->start + p * ps,
 					      (q - p) * ps);
 			if (!ret)
-				ret = wpbatch_protect(&ctx->batch,
+				ret = wpbatch_protect(s->env.batch,
 						      r->start + p * ps,
 						      (q - p) * ps, r);
 			if (ret)
@@ -263,9 +383,9 @@ int syncwp_harvest_locked(struct uffdwp_ctx *ctx, struct sync_state *s,
 		dirtymap_take(&r->pending, &r->recorded);
 	}
 	if (!ret)
-		ret = wpbatch_flush(&ctx->batch, &t);
+		ret = wpbatch_flush(s->env.batch, &t);
 	else
-		wpbatch_flush(&ctx->batch, &t);
+		wpbatch_flush(s->env.batch, &t);
 	if (ret) {
 		/* Not re-protected for sure: record them again, so the next
 		 * collect re-protects and reports them (a superset). */
@@ -274,4 +394,63 @@ int syncwp_harvest_locked(struct uffdwp_ctx *ctx, struct sync_state *s,
 				dirtymap_or(&rv[i]->recorded, &rv[i]->pending);
 	}
 	return ret;
+}
+
+int syncwp_harvest(struct sync_state *s, struct region *const *rv, size_t n,
+		   void (*instant)(void *arg, struct sync_state *s), void *arg)
+{
+	/* Broken on purpose (a test): a collect that does not pause. */
+	bool paused = instant || !uffdwp_test_hooks.break_sync_collect;
+	int ret;
+
+	if (paused)
+		syncwp_pause(s);
+	syncwp_quiesce_events(s);
+	ret = syncwp_harvest_locked(s, rv, n);
+	if (!ret && instant)
+		instant(arg, s);
+	if (paused)
+		syncwp_resume(s);
+	return ret;
+}
+
+int syncwp_each_zap_pending(struct sync_state *s, struct region *r,
+			    uintptr_t lo, uintptr_t hi,
+			    int (*fn)(void *arg, uintptr_t page), void *arg)
+{
+	size_t first = region_page(r, lo), last = region_page(r, hi), p;
+	uintptr_t page;
+	uint64_t e;
+	int ret;
+
+	for (p = dirtymap_next_set(&r->zapwatch, first); p < last;
+	     p = dirtymap_next_set(&r->zapwatch, p + 1)) {
+		page = r->start + p * page_size();
+		/* Private anonymous, neither present nor swapped out: zeros
+		 * now, and after any zap. (A shmem page may be in the page
+		 * cache without being mapped here.) */
+		if (r->memtype == MEM_ANON &&
+		    pagemap_entry(s->pagemap, (void *)page, &e) == 0 &&
+		    !(e & (PM_PRESENT | PM_SWAP)))
+			continue;
+		ret = fn(arg, page);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static int still_registered(void *arg, uintptr_t lo, uintptr_t hi)
+{
+	(void)hi;
+	/* -ENOENT unless the mapping is registered for write-protect.
+	 * Protecting one more page costs at most one more fault, whose
+	 * page is then reported written: a superset, nothing lost. */
+	return uffd_writeprotect(*(int *)arg, (void *)lo, page_size(),
+				 UFFDIO_WRITEPROTECT_MODE_WP);
+}
+
+int syncwp_still_registered(struct sync_state *s, uintptr_t lo, uintptr_t hi)
+{
+	return vma_each(lo, hi, still_registered, &s->uffd);
 }

@@ -1,13 +1,17 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Test-only switches that break an invariant on purpose, so a test can show
- * its oracle catches the break. Hidden symbols: the shared library does not
- * export them, only tests linked against the internal static library can
- * set them.
+ * its oracle catches the break. They exist only in the test build (the
+ * uffdwp-testing static library, compiled with UFFDWP_TESTING; its
+ * testhooks.c defines them). In the shipped library every hook is a
+ * constant zero, so the compiler drops each branch it guards: no hook, and
+ * no test-only code, is in libuffdwp.so (tests/abi/test-no-test-code.sh
+ * checks).
  */
 #ifndef UFFDWP_TESTHOOKS_H
 #define UFFDWP_TESTHOOKS_H
 
+#include <stdbool.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -17,15 +21,24 @@ enum hold_window {
 	HOLD_NONE,
 	HOLD_MPROTECT_HANDLER, /* mprotect handler, counted in flight */
 	HOLD_MPROTECT_PAUSE, /* mprotect collect, handlers paused */
+	HOLD_SELF_HANDLER, /* self-service SIGBUS handler, in flight */
 	HOLD_SYNC_PAUSE, /* fault resolution paused (uffd_sync, moves) */
 	HOLD_GATE_CLOSED, /* a gate closed, writers held */
 	HOLD_RCU_READ, /* a program thread's read-side section (stats) */
+	/* Not a window: snapshot_start() between starting its copiers and
+	 * dropping its own count, so that the copiers finish first. */
+	HOLD_SNAPSHOT_LAUNCH,
+	/* Not windows either: the mprotect backend's track before it looks
+	 * for threads that block SIGSEGV, and the forking thread inside the
+	 * library's fork handler with urcu-bp's every-signal mask. */
+	HOLD_TRACK_LOOK,
+	HOLD_FORK,
 };
 
 struct uffdwp_test_hooks {
 	/* uffd_sync collect takes and re-protects without pausing fault
-	 * resolution, and handlers linger between record and unprotect:
-	 * the lost-write race of invariant 3.3. */
+	 * resolution, and handlers (threads, or self-service) linger
+	 * between record and unprotect: the lost-write race of 3.3. */
 	int break_sync_collect;
 	/* uffd_async looks for zaps itself, as it does on kernels with the
 	 * pagemap-scan-zapped-reported-clean defect (none in the matrix). */
@@ -60,7 +73,11 @@ struct uffdwp_test_hooks {
 	unsigned int hold_ms;
 };
 
+#ifdef UFFDWP_TESTING
 extern struct uffdwp_test_hooks uffdwp_test_hooks;
+
+/* The library's own setting of a hook (the race probe's broken variants). */
+#define testhook_set(field, value) (uffdwp_test_hooks.field = (value))
 
 /* Async-signal-safe: it may run in a SIGSEGV handler. */
 static inline void testhook_hold(int window)
@@ -79,5 +96,15 @@ static inline void testhook_hold(int window)
 	ts.tv_nsec = (long)(uffdwp_test_hooks.hold_ms % 1000) * 1000000;
 	syscall(SYS_nanosleep, &ts, NULL);
 }
+#else
+static const struct uffdwp_test_hooks uffdwp_test_hooks;
+
+#define testhook_set(field, value) ((void)(value))
+
+static inline void testhook_hold(int window)
+{
+	(void)window;
+}
+#endif
 
 #endif /* UFFDWP_TESTHOOKS_H */

@@ -8,6 +8,7 @@
  * hugetlbfs is asked of the file system instead (statfs), and only smaps
  * can tell for a memfd, so only those read it.
  */
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -105,84 +106,113 @@ static int classify_queried(uintptr_t start, uintptr_t end, int *memtype)
 	return 0;
 }
 
-int vma_classify(uintptr_t start, size_t len, int *memtype)
+int vma_maps_each(uintptr_t start, uintptr_t end,
+		  int (*fn)(void *arg, const struct vma_map *m), void *arg)
 {
-	uintptr_t end = start + len, covered = start;
+	/* A path is at most PATH_MAX; what is past it is cut, never read
+	 * as the start of another mapping. */
+	char line[PATH_MAX + 128], rest[256], perms[8], procbuf[4096];
 	unsigned long lo, hi;
-	char line[512], perms[8], path[256];
-	int kind = -1, k, ret = 0, n;
-	char procbuf[4096];
-	FILE *f;
-
-	ret = classify_queried(start, end, memtype);
-	if (ret != -ENOSYS)
-		return ret;
-	ret = 0;
-	f = proc_fopen("/proc/self/maps", procbuf, sizeof(procbuf));
-	if (!f)
-		return neg_errno();
-	while (fgets(line, sizeof(line), f)) {
-		path[0] = 0;
-		n = sscanf(line, "%lx-%lx %7s %*s %*s %*s %255[^\n]", &lo, &hi,
-			   perms, path);
-		if (n < 3 || hi <= start)
-			continue;
-		if (lo >= end)
-			break;
-		if (lo > covered) {
-			ret = -EFAULT;
-			break;
-		}
-		covered = hi;
-		if (perms[0] != 'r' || perms[1] != 'w') {
-			ret = -EACCES;
-			break;
-		}
-		k = kind_of(lo, perms[3] == 's', path, 0);
-		if (kind >= 0 && k != kind) {
-			ret = -EOPNOTSUPP;
-			break;
-		}
-		kind = k;
-	}
-	fclose(f);
-	if (!ret && covered < end)
-		ret = -EFAULT;
-	if (!ret)
-		*memtype = kind;
-	return ret;
-}
-
-int vma_each(uintptr_t start, uintptr_t end,
-	     int (*fn)(void *arg, uintptr_t lo, uintptr_t hi), void *arg)
-{
-	uintptr_t covered = start;
-	unsigned long lo, hi;
-	char line[512];
-	int n, ret = 0;
-	char procbuf[4096];
+	struct vma_map m;
+	int n, off, ret = 0;
+	char *nl;
 	FILE *f = proc_fopen("/proc/self/maps", procbuf, sizeof(procbuf));
 
 	if (!f)
 		return neg_errno();
 	while (!ret && fgets(line, sizeof(line), f)) {
-		n = sscanf(line, "%lx-%lx", &lo, &hi);
-		/* The rest of a long line (a long path) is no mapping. */
-		while (!strchr(line, '\n') && fgets(line, sizeof(line), f))
-			;
-		if (n != 2 || hi <= covered)
+		nl = strchr(line, '\n');
+		if (nl)
+			*nl = 0;
+		else
+			while (fgets(rest, sizeof(rest), f) &&
+			       !strchr(rest, '\n'))
+				;
+		off = 0;
+		n = sscanf(line, "%lx-%lx %7s %*s %*s %*s %n", &lo, &hi, perms,
+			   &off);
+		if (n != 3 || strlen(perms) < 4 || hi <= start)
 			continue;
 		if (lo >= end)
 			break;
-		if (lo > covered) {
-			ret = -EFAULT;
-			break;
-		}
-		ret = fn(arg, covered, hi < end ? hi : end);
-		covered = hi;
+		m = (struct vma_map){
+			.lo = lo > start ? lo : start,
+			.hi = hi < end ? hi : end,
+			.map_lo = lo,
+			.prot = (perms[0] == 'r' ? PROT_READ : 0) |
+				(perms[1] == 'w' ? PROT_WRITE : 0) |
+				(perms[2] == 'x' ? PROT_EXEC : 0),
+			.shared = perms[3] == 's',
+			.path = off ? line + off : "",
+		};
+		ret = fn(arg, &m);
 	}
 	fclose(f);
-	if (!ret && covered < end)
+	return ret;
+}
+
+struct classify {
+	uintptr_t covered;
+	int kind;
+};
+
+static int classify_one(void *arg, const struct vma_map *m)
+{
+	struct classify *c = arg;
+	int k;
+
+	if (m->lo > c->covered)
+		return -EFAULT;
+	c->covered = m->hi;
+	if ((m->prot & (PROT_READ | PROT_WRITE)) != (PROT_READ | PROT_WRITE))
+		return -EACCES;
+	k = kind_of(m->map_lo, m->shared, m->path, 0);
+	if (c->kind >= 0 && k != c->kind)
+		return -EOPNOTSUPP;
+	c->kind = k;
+	return 0;
+}
+
+int vma_classify(uintptr_t start, size_t len, int *memtype)
+{
+	struct classify c = { start, -1 };
+	int ret;
+
+	ret = classify_queried(start, start + len, memtype);
+	if (ret != -ENOSYS)
+		return ret;
+	ret = vma_maps_each(start, start + len, classify_one, &c);
+	if (!ret && c.covered < start + len)
+		ret = -EFAULT;
+	if (!ret)
+		*memtype = c.kind;
+	return ret;
+}
+
+struct each {
+	uintptr_t covered;
+	int (*fn)(void *arg, uintptr_t lo, uintptr_t hi);
+	void *arg;
+};
+
+static int each_one(void *arg, const struct vma_map *m)
+{
+	struct each *e = arg;
+
+	if (m->lo > e->covered)
+		return -EFAULT;
+	e->covered = m->hi;
+	return e->fn(e->arg, m->lo, m->hi);
+}
+
+int vma_each(uintptr_t start, uintptr_t end,
+	     int (*fn)(void *arg, uintptr_t lo, uintptr_t hi), void *arg)
+{
+	struct each e = { start, fn, arg };
+	int ret;
+
+	ret = vma_maps_each(start, end, each_one, &e);
+	if (!ret && e.covered < end)
 		ret = -EFAULT;
 	return ret;
 }

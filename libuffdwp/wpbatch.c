@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "shadow-alloc.h"
 #include "wpbatch.h"
 
 /*
@@ -43,8 +44,8 @@ void wpbatch_init_fixed(struct wpbatch *b, struct wp_op *prot,
 void wpbatch_fini(struct wpbatch *b)
 {
 	if (!b->fixed) {
-		handler_free(b->prot, b->capprot * sizeof(*b->prot));
-		handler_free(b->unprot, b->capunprot * sizeof(*b->unprot));
+		shadow_free(b->prot, b->capprot * sizeof(*b->prot));
+		shadow_free(b->unprot, b->capunprot * sizeof(*b->unprot));
 	}
 	memset(b, 0, sizeof(*b));
 }
@@ -77,12 +78,12 @@ static int push(struct wp_op **v, size_t *n, size_t *cap, bool fixed,
 	if (*n == *cap) {
 		if (fixed)
 			return -ENOSPC;
-		nv = handler_zalloc(ncap * sizeof(**v));
+		nv = shadow_zalloc(ncap * sizeof(**v));
 		if (!nv)
 			return -ENOMEM;
 		if (*v)
 			memcpy(nv, *v, *n * sizeof(**v));
-		handler_free(*v, *cap * sizeof(**v));
+		shadow_free(*v, *cap * sizeof(**v));
 		*v = nv;
 		*cap = ncap;
 	}

@@ -6,7 +6,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "pagemap.h"
+#include "sys-pagemap.h"
 #include "zaps.h"
 
 int zaps_init(struct zap_state *z, bool scan)
@@ -33,6 +33,11 @@ static bool mapped(uintptr_t page)
 	       errno != ENOMEM;
 }
 
+static void mark_present(void *arg, size_t first, size_t n)
+{
+	dirtymap_set_range(arg, first, n);
+}
+
 int zaps_note(struct zap_state *z, struct region *r, bool first)
 {
 	uint64_t gone;
@@ -45,8 +50,9 @@ int zaps_note(struct zap_state *z, struct region *r, bool first)
 		if (ret)
 			return ret;
 	}
-	ret = pagemap_presence(z->pagemap, r->start, r->npages, &z->now,
-			       z->scan);
+	dirtymap_clear_range(&z->now, 0, r->npages);
+	ret = pagemap_presence(z->pagemap, r->start, r->npages, z->scan,
+			       mark_present, &z->now);
 	if (ret)
 		return ret;
 	for (i = 0; !first && i < DIRTYMAP_WORDS(r->npages); i++) {

@@ -89,6 +89,11 @@ static int f_uffd_wp(const struct uffdwp_caps *c)
 	return c->uffd_wp;
 }
 
+static int f_self_service(const struct uffdwp_caps *c)
+{
+	return c->uffd_sigbus;
+}
+
 static int f_wp_async(const struct uffdwp_caps *c)
 {
 	return !!(c->uffd_features & FEATURE_BIT("wp_async"));
@@ -150,6 +155,9 @@ static const struct feature features[] = {
 	  f_umo },
 	{ "uffd_wp", "a synchronous write-protect fault round trip works",
 	  f_uffd_wp },
+	{ "self_service",
+	  "a SIGBUS write-protect round trip works (UFFDWP_CTX_SELF_SERVICE)",
+	  f_self_service },
 	{ "wp_async", "UFFDIO_API reports UFFD_FEATURE_WP_ASYNC (6.7+)",
 	  f_wp_async },
 	{ "wp_unpopulated",
@@ -323,8 +331,12 @@ static void print_json(const struct uffdwp_caps *c)
 	json_str(c->uffd_mode_limits);
 	printf(",\n    \"blocked\": ");
 	json_str(c->uffd_blocked);
-	printf(",\n    \"uffd_wp\": %s,\n    \"event_fork\": %s\n  },\n",
+	printf(",\n    \"uffd_wp\": %s,\n    \"event_fork\": %s,\n",
 	       jbool(c->uffd_wp), jbool(c->event_fork));
+	printf("    \"self_service\": %s,\n    \"self_service_reason\": ",
+	       jbool(c->uffd_sigbus));
+	json_str(c->uffd_sigbus_reason);
+	printf("\n  },\n");
 	printf("  \"pagemap_scan\": %s,\n  \"pagemap_scan_soft_dirty\": %s,\n",
 	       jbool(c->pagemap_scan), jbool(c->pagemap_scan_soft_dirty));
 	printf("  \"soft_dirty\": %s,\n  \"thp\": \"%s\",\n",
@@ -406,6 +418,8 @@ static void print_table(const struct uffdwp_caps *c)
 			printf(" %s", uffd_feature_names[i]);
 	printf("\n  write-protect        %s\n", yes(c->uffd_wp));
 	printf("  EVENT_FORK allowed   %s\n", yes(c->event_fork));
+	printf("  self-service         %s: %s\n", yes(c->uffd_sigbus),
+	       c->uffd_sigbus_reason);
 	printf("memory\n");
 	printf("  PAGEMAP_SCAN         %s\n", yes(c->pagemap_scan));
 	printf("  PAGE_IS_SOFT_DIRTY   %s\n", yes(c->pagemap_scan_soft_dirty));

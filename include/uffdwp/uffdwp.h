@@ -15,7 +15,8 @@
  *   own size is zero (otherwise -E2BIG), so programs and libraries of
  *   different versions work together. That check reads the caller's
  *   object up to @c sz: an @c sz larger than the object the caller really
- *   passes reads past it (as libbpf's structures do). Set it with sizeof.
+ *   passes reads past it (as libbpf's structures do). Set it with sizeof,
+ *   or declare the structure with #UFFDWP_OPTS, which does.
  * - The library prints nothing and starts no thread unless a call says so.
  *
  * Threads that block `SIGSEGV` (thread pools often start with every signal
@@ -34,19 +35,28 @@
  *   incremental snapshot of it is whole), and after the snapshot the range
  *   stays on the synchronous userfaultfd (exact, each first write a handler
  *   round trip) until a later snapshot ends with no such thread.
- * - uffd_sync and soft_dirty raise no signal.
+ * - uffd_sync and soft_dirty raise no signal, except uffd_sync in the
+ *   self-service mode (#UFFDWP_CTX_SELF_SERVICE), which tracks through
+ *   `SIGBUS` exactly as mprotect does through `SIGSEGV`: uffdwp_track()
+ *   refuses with -EDEADLK while a thread blocks `SIGBUS`, unless the caller
+ *   passes #UFFDWP_TRACK_SIGSEGV_BLOCKERS, and such a thread that writes a
+ *   tracked range kills the process.
  *
  * Signals, and programs that stop the world with them (garbage collectors,
  * runtimes, profilers):
- * - The library's `SIGSEGV` handler (mprotect, and uffd_async while a
- *   snapshot moves its range) runs with every asynchronous signal blocked,
- *   and so does a thread while others wait on it inside a call (a collect
- *   that pauses fault handling, a snapshot holding writers). A program's
- *   handler for such a signal is never run there: it runs a bounded time
- *   later, when the thread leaves. So a program may park threads in its
- *   signal handlers and then call uffdwp_collect() from another thread.
- *   Synchronous signals (`SIGSEGV`, `SIGBUS`, `SIGILL`, `SIGFPE`, `SIGTRAP`,
- *   `SIGSYS`) are never blocked by the library.
+ * - No program handler is ever run where other threads wait on the
+ *   thread inside the library (a collect that pauses fault handling, a
+ *   snapshot holding writers, the library's `SIGSEGV` handler at work), so
+ *   a program may park threads in its signal handlers and then call
+ *   uffdwp_collect() from another thread.
+ * - And the signal is not kept waiting for long, whatever the size of the
+ *   memory tracked: work that holds other threads runs on a library thread
+ *   when it covers 1024 pages or more, while the calling thread waits with
+ *   its own mask; a writer held by that work waits with its own mask too.
+ *   What is left blocks a thread's asynchronous signals for at most a few
+ *   milliseconds (libuffdwp(7), SIGNALS, lists it). Synchronous signals
+ *   (`SIGSEGV`, `SIGBUS`, `SIGILL`, `SIGFPE`, `SIGTRAP`, `SIGSYS`) are
+ *   never blocked by the library.
  * - A program's own handlers may write tracked memory (it is tracked as
  *   any write), but must not call this library: no call is
  *   async-signal-safe unless it says so. A call on a context holds that
@@ -81,6 +91,17 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/**
+ * @brief Declare @p NAME, a `struct TYPE` of this header, with its @c sz
+ * set, the fields given as designated initialisers, and every other field
+ * zero (libbpf's LIBBPF_OPTS):
+ * `UFFDWP_OPTS(uffdwp_ctx_opts, o, .backend = UFFDWP_BACKEND_UFFD_SYNC);`.
+ * C99 wants at least one field after @p NAME; C++ needs C++20 designated
+ * initialisers, in declaration order.
+ */
+#define UFFDWP_OPTS(TYPE, NAME, ...) \
+	struct TYPE NAME = { .sz = sizeof(struct TYPE), __VA_ARGS__ }
 
 /**
  * @brief The dirty-tracking mechanisms the library can use.
@@ -185,6 +206,14 @@ struct uffdwp_caps {
 	struct uffdwp_backend_status backend[UFFDWP_BACKEND_SLOTS];
 	/** Number of entries in the kernel-defect table (uffdwp_defect_get()). */
 	size_t n_defects;
+	/** 1 if the self-service round trip worked (#UFFDWP_CTX_SELF_SERVICE):
+	 *  a write to a write-protected page raised `SIGBUS` in the writer, a
+	 *  handler's unprotect let it land, and a kernel write there failed
+	 *  with `EFAULT`. Tried in a throw-away child process, so the probe
+	 *  installs no signal handler in the program. */
+	int uffd_sigbus;
+	/** Why uffd_sigbus is what it is, in one line. */
+	const char *uffd_sigbus_reason;
 };
 
 /** @brief State of a known kernel defect on this system. */
@@ -318,8 +347,40 @@ struct uffdwp_ctx_opts {
 	int backend;
 	/** uffd_sync: fault-handler threads (0 means 1). */
 	unsigned int handler_threads;
-	/** Reserved: must be 0. */
+	/** #uffdwp_ctx_flags. */
 	unsigned int flags;
+};
+
+/** @brief Flags of struct uffdwp_ctx_opts. */
+enum uffdwp_ctx_flags {
+	/**
+	 * uffd_sync's self-service mode (`UFFD_FEATURE_SIGBUS`, 4.14): a
+	 * first write raises `SIGBUS` in the writing thread, whose handler
+	 * (the library's) records the page and unprotects it; no handler
+	 * thread, no thread switch. With #UFFDWP_BACKEND_AUTO it selects
+	 * uffd_sync; with another backend it is -EINVAL.
+	 *
+	 * Its contract differs from the handler-thread mode in two ways:
+	 * - A write the kernel makes on the program's behalf into a tracked
+	 *   page that is write-protected (`read(2)` into it, `O_DIRECT`,
+	 *   io_uring, `process_vm_writev`) fails with `EFAULT` instead of
+	 *   waiting, as under a user-mode-only userfaultfd.
+	 * - Writes fault through `SIGBUS`: a thread that blocks it is killed
+	 *   by its first write (the kernel forces the default action), so
+	 *   uffdwp_track() refuses with -EDEADLK while one exists, as the
+	 *   mprotect backend does for `SIGSEGV`. The library's handler is
+	 *   installed at the first track and chains every `SIGBUS` that is
+	 *   not its own to the handler installed before it. A program that
+	 *   installs its own `SIGBUS` handler afterwards takes the library's
+	 *   faults itself: it must chain to the library's (the handler
+	 *   sigaction() returned), or tracked writes fault forever;
+	 *   `SA_RESETHAND` on it makes the next one kill the process.
+	 * uffdwp_ctx_backend_reason() says "self-service". Snapshots need
+	 * the pre-image copied inside the signal handler, which this release
+	 * does not do yet: uffdwp_snapshot_start() on such a context gives
+	 * -EOPNOTSUPP.
+	 */
+	UFFDWP_CTX_SELF_SERVICE = 1u << 0,
 };
 
 /** @brief Flags for uffdwp_track(). */
@@ -334,9 +395,11 @@ enum uffdwp_track_flags {
 	/**
 	 * mprotect: track even while threads of the process block `SIGSEGV`
 	 * (by default -EDEADLK): the caller knows those threads never write
-	 * this range, which would kill the process. A garbage collector's
-	 * marker threads (bdwgc's start with every signal blocked) or a
-	 * timer's helper thread are such threads. Other backends ignore it.
+	 * this range, which would kill the process. The same for `SIGBUS` on
+	 * uffd_sync's self-service mode (#UFFDWP_CTX_SELF_SERVICE). A
+	 * garbage collector's marker threads (bdwgc's start with every signal
+	 * blocked) or a timer's helper thread are such threads. Other
+	 * backends ignore it.
 	 */
 	UFFDWP_TRACK_SIGSEGV_BLOCKERS = 1u << 1,
 };
@@ -399,11 +462,13 @@ struct uffdwp_stats {
  *
  * @param[in] opts Options, or NULL for defaults.
  * @param[out] ctx The new context.
- * @return 0; -EINVAL bad options or an unknown `UFFDWP_BACKEND`;
+ * @return 0; -EINVAL bad options or an unknown `UFFDWP_BACKEND`
+ *         (#UFFDWP_CTX_SELF_SERVICE with a backend other than uffd_sync);
  *         -E2BIG a longer @p opts with a non-zero tail; -EOPNOTSUPP the
- *         requested backend is not usable here (or none is); -EMFILE or
- *         -ENFILE out of file descriptors (a userfaultfd, /proc files);
- *         -ENOMEM.
+ *         requested backend is not usable here (or none is; or
+ *         #UFFDWP_CTX_SELF_SERVICE where uffdwp_caps::uffd_sigbus is 0);
+ *         -EMFILE or -ENFILE out of file descriptors (a userfaultfd, /proc
+ *         files); -ENOMEM.
  * @note Thread-safe.
  */
 int uffdwp_ctx_new(const struct uffdwp_ctx_opts *opts, struct uffdwp_ctx **ctx);
@@ -489,10 +554,10 @@ const char *uffdwp_ctx_backend_reason(const struct uffdwp_ctx *ctx);
  *         -EOPNOTSUPP this backend cannot track this kind of memory;
  *         -EBUSY part of the range is the library's own memory (see
  *         below); -EMFILE or -ENFILE out of file descriptors (the library
- *         reads /proc/self/maps); -EDEADLK mprotect only: a thread of the process blocks
- *         `SIGSEGV`
- *         and @p flags lack #UFFDWP_TRACK_SIGSEGV_BLOCKERS (see the top
- *         of this header); -ECHILD after fork; -ENOMEM.
+ *         reads /proc/self/maps); -EDEADLK on mprotect a thread of the
+ *         process blocks `SIGSEGV` (on uffd_sync's self-service mode,
+ *         `SIGBUS`) and @p flags lack #UFFDWP_TRACK_SIGSEGV_BLOCKERS (see
+ *         the top of this header); -ECHILD after fork; -ENOMEM.
  * @note Thread-safe; serialised with the other calls on @p ctx.
  */
 int uffdwp_track(struct uffdwp_ctx *ctx, void *addr, size_t len,
@@ -757,7 +822,8 @@ struct uffdwp_snapshot_status {
  *         an earlier one could not move the range back to any
  *         userfaultfd: then until a collect arms it again; tracking goes
  *         on either way); -EOPNOTSUPP the
- *         context's backend cannot snapshot; -ECHILD after fork;
+ *         context's backend cannot snapshot (uffd_sync in the
+ *         self-service mode cannot yet); -ECHILD after fork;
  *         the sink's begin() error; -ENOMEM; other -errno from the kernel.
  * @note Thread-safe; serialised with the other calls on @p ctx.
  */

@@ -10,7 +10,8 @@
  *   action). The snapshots must be exact and the process must live. The
  *   mprotect backend cannot avoid the signal: tracking refuses with
  *   -EDEADLK while such a thread exists, unless the caller vouches for
- *   it.
+ *   it. A thread inside fork() is not one, although urcu-bp's fork
+ *   handler blocks all its signals for the fork's milliseconds.
  * - replaced: the program unmaps tracked memory and maps a guard page, a
  *   read-only file or shared memory there. The mprotect backend used to
  *   make them writable (its handler, collect and untrack all changed their
@@ -24,6 +25,12 @@
  *   snapshot fails with it (it used to end "cancelled: unmapped"); a
  *   snapshot over a range partly replaced by a PROT_NONE mapping ends
  *   -ECANCELED with cause "unmapped" (uffd_async gave -EFAULT).
+ * - self-service (uffd_sync's SIGBUS mode): tracking refuses with
+ *   -EDEADLK while a thread blocks SIGBUS; a thread that blocks it and
+ *   writes a tracked page, or a program that resets SIGBUS to the default,
+ *   dies of SIGBUS at that write (documented; never a silent loss); a
+ *   program handler installed after the library's that chains to it keeps
+ *   tracking exact.
  * - own-memory: a garbage collector tracks every writable anonymous
  *   mapping, the library's own among them. Tracking the handler thread's
  *   stack, or the library's .bss, hung uffd_sync (the library wrote the
@@ -45,6 +52,8 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <uffdwp/uffdwp.h>
@@ -256,6 +265,230 @@ START_TEST(mprotect_refuses_while_a_thread_blocks_segv)
 }
 END_TEST
 
+/*
+ * A thread inside fork() is no SIGSEGV blocker. liburcu-bp's fork handler
+ * blocks every signal in the forking thread until the fork returns; with a
+ * large address space that takes milliseconds, long enough for the
+ * mprotect backend's three looks, and a track in another thread failed
+ * with -EDEADLK (the kernel matrix caught it in a 6.12 guest). Here the
+ * hooks make the overlap certain: the tracker waits just before its look
+ * for HOLD_MS, and the forking thread, from HOLD_MS / 2 on, waits as long
+ * inside the library's fork handler, after urcu-bp blocked its signals.
+ */
+struct fork_track {
+	pthread_t tid;
+	struct uffdwp_ctx *ctx;
+	char *mem;
+	int ret;
+};
+
+static void *fork_tracker_main(void *arg)
+{
+	struct fork_track *ft = arg;
+
+	ft->ret = uffdwp_track(ft->ctx, ft->mem, NPAGES * ps, 0);
+	return NULL;
+}
+
+START_TEST(a_forking_thread_blocks_no_segv)
+{
+	const unsigned int hold_ms = 200;
+	struct uffdwp_ctx_opts o = { .sz = sizeof(o),
+				     .backend = UFFDWP_BACKEND_MPROTECT };
+	struct fork_track ft = { 0 };
+	struct timespec t0, t1;
+	int status, waited;
+	double ms;
+	pid_t pid;
+
+	ft.mem = mmap(NULL, NPAGES * ps, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	ck_assert_ptr_ne(ft.mem, MAP_FAILED);
+	ck_assert_int_eq(uffdwp_ctx_new(&o, &ft.ctx), 0);
+	uffdwp_test_hooks.hold_ms = hold_ms;
+	uffdwp_test_hooks.held = HOLD_NONE;
+	uffdwp_test_hooks.hold = HOLD_TRACK_LOOK;
+	ck_assert_int_eq(pthread_create(&ft.tid, NULL, fork_tracker_main, &ft),
+			 0);
+	for (waited = 0; uffdwp_test_hooks.held != HOLD_TRACK_LOOK; waited++) {
+		ck_assert_msg(waited < 5000,
+			      "the tracker never reached its look");
+		usleep(1000);
+	}
+	usleep(hold_ms / 2 * 1000);
+	uffdwp_test_hooks.hold = HOLD_FORK;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	pid = fork();
+	if (pid == 0)
+		_exit(0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ck_assert_int_gt(pid, 0);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	pthread_join(ft.tid, NULL);
+	ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
+	     (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+	printf("fork: held %.0f ms in the fork handler, the track meanwhile gave %d\n",
+	       ms, ft.ret);
+	/* Else the fork did not overlap the look. */
+	ck_assert_int_eq(uffdwp_test_hooks.held, HOLD_FORK);
+	ck_assert_int_eq(ft.ret, 0);
+	ft.mem[0] = 1;
+	ck_assert_int_eq(uffdwp_collect(ft.ctx, mark_run, NULL), 1);
+	uffdwp_ctx_free(ft.ctx);
+	munmap(ft.mem, NPAGES * ps);
+}
+END_TEST
+
+/* --- self-service: SIGBUS ---------------------------------------------- */
+
+static struct uffdwp_ctx *self_ctx(void)
+{
+	struct uffdwp_ctx_opts o = { .sz = sizeof(o),
+				     .backend = UFFDWP_BACKEND_UFFD_SYNC,
+				     .flags = UFFDWP_CTX_SELF_SERVICE };
+	struct uffdwp_ctx *ctx;
+
+	ck_assert_int_eq(uffdwp_ctx_new(&o, &ctx), 0);
+	return ctx;
+}
+
+/* @n populated pages. */
+static char *map_pages(size_t n)
+{
+	char *p = mmap(NULL, n * ps, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+
+	ck_assert_ptr_ne(p, MAP_FAILED);
+	return p;
+}
+
+/* While a thread blocks SIGBUS, a self-service track is refused (its first
+ * tracked write would kill the process), unless the caller vouches. */
+START_TEST(self_refuses_while_a_thread_blocks_sigbus)
+{
+	struct uffdwp_ctx *ctx = self_ctx();
+	char *mem = map_pages(NPAGES), *other = map_pages(NPAGES);
+	struct writer w;
+
+	writer_start(&w, other);
+	ck_assert_int_eq(uffdwp_track(ctx, mem, NPAGES * ps, 0), -EDEADLK);
+	ck_assert_int_eq(uffdwp_track(ctx, mem, NPAGES * ps,
+				      UFFDWP_TRACK_SIGSEGV_BLOCKERS),
+			 0);
+	*(volatile char *)(mem + ps) = 1;
+	ck_assert_int_eq(uffdwp_collect(ctx, mark_run, NULL), 1);
+	ck_assert_int_eq(uffdwp_untrack(ctx, mem, NPAGES * ps), 0);
+	writer_stop(&w);
+	ck_assert_int_eq(uffdwp_track(ctx, mem, NPAGES * ps, 0), 0);
+	*(volatile char *)(mem + 2 * ps) = 1;
+	ck_assert_int_eq(uffdwp_collect(ctx, mark_run, NULL), 1);
+	uffdwp_ctx_free(ctx);
+	munmap(mem, NPAGES * ps);
+	munmap(other, NPAGES * ps);
+}
+END_TEST
+
+static void *blocked_write_main(void *arg)
+{
+	sigset_t bus;
+
+	sigemptyset(&bus);
+	sigaddset(&bus, SIGBUS);
+	pthread_sigmask(SIG_BLOCK, &bus, NULL);
+	*(volatile char *)arg = 1;
+	return NULL;
+}
+
+/* How a child that tracked @mem and then did @what ended: its wait
+ * status. @what 0: a thread that blocks SIGBUS writes a tracked page;
+ * 1: the program resets SIGBUS to the default, then writes one. */
+static int self_child(int what)
+{
+	int status;
+	pid_t pid;
+
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct uffdwp_ctx_opts o = { .sz = sizeof(o),
+					     .backend =
+						     UFFDWP_BACKEND_UFFD_SYNC,
+					     .flags = UFFDWP_CTX_SELF_SERVICE };
+		struct uffdwp_ctx *ctx;
+		char *mem = mmap(NULL, NPAGES * ps, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1,
+				 0);
+		pthread_t tid;
+
+		alarm(20);
+		if (mem == MAP_FAILED || uffdwp_ctx_new(&o, &ctx) ||
+		    uffdwp_track(ctx, mem, NPAGES * ps, 0))
+			_exit(2);
+		if (what == 0) {
+			if (pthread_create(&tid, NULL, blocked_write_main,
+					   mem + 3 * ps))
+				_exit(3);
+			pthread_join(tid, NULL);
+		} else {
+			signal(SIGBUS, SIG_DFL);
+			*(volatile char *)(mem + 3 * ps) = 1;
+		}
+		_exit(0); /* the write went through: not what is documented */
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	return status;
+}
+
+/* Documented outcomes, each in a child: a thread that blocks SIGBUS and
+ * writes a tracked page dies, and so does the process (the kernel forces
+ * the signal to its default action); a program that resets SIGBUS to the
+ * default while tracking dies at its next tracked write. Neither write is
+ * lost silently. */
+START_TEST(self_sigbus_blocked_or_reset_kills)
+{
+	int status;
+
+	status = self_child(0);
+	ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS,
+		      "blocked: status %#x", status);
+	status = self_child(1);
+	ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS,
+		      "reset: status %#x", status);
+}
+END_TEST
+
+static struct sigaction lib_bus;
+static volatile sig_atomic_t own_bus;
+
+/* A program's SIGBUS handler installed after the library's: it chains to
+ * the one it replaced, as uffdwp.h asks. */
+static void chaining_bus(int sig, siginfo_t *info, void *uctx)
+{
+	own_bus++;
+	if (lib_bus.sa_flags & SA_SIGINFO)
+		lib_bus.sa_sigaction(sig, info, uctx);
+}
+
+START_TEST(self_handler_installed_after_chains)
+{
+	struct sigaction sa = { .sa_sigaction = chaining_bus,
+				.sa_flags = SA_SIGINFO | SA_NODEFER };
+	struct uffdwp_ctx *ctx = self_ctx();
+	char *mem = map_pages(NPAGES);
+
+	ck_assert_int_eq(uffdwp_track(ctx, mem, NPAGES * ps, 0), 0);
+	sigemptyset(&sa.sa_mask);
+	ck_assert_int_eq(sigaction(SIGBUS, &sa, &lib_bus), 0);
+	*(volatile char *)mem = 1;
+	*(volatile char *)(mem + 5 * ps) = 1;
+	ck_assert_int_eq(own_bus, 2);
+	ck_assert_int_eq(uffdwp_collect(ctx, mark_run, NULL), 2);
+	ck_assert_int_eq(sigaction(SIGBUS, &lib_bus, NULL), 0);
+	uffdwp_ctx_free(ctx);
+	munmap(mem, NPAGES * ps);
+}
+END_TEST
+
 /* --- replaced ----------------------------------------------------------- */
 
 static sigjmp_buf segv_jmp;
@@ -444,15 +677,6 @@ static int count_pages(void *arg, void *addr, size_t len)
 	return 0;
 }
 
-static char *map_pages(size_t n)
-{
-	char *p = mmap(NULL, n * ps, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-
-	ck_assert_ptr_ne(p, MAP_FAILED);
-	return p;
-}
-
 START_TEST(positive_callback_cancels_and_loses_nothing)
 {
 	struct uffdwp_ctx_opts o = { .sz = sizeof(o), .backend = _i };
@@ -579,6 +803,9 @@ END_TEST
 
 /* --- own-memory ---------------------------------------------------------- */
 
+/* Added to a backend in _i: uffd_sync in the self-service mode. */
+#define SELF_CASE 0x100
+
 START_TEST(track_every_writable_anonymous_mapping)
 {
 #if defined(__SANITIZE_ADDRESS__)
@@ -586,11 +813,17 @@ START_TEST(track_every_writable_anonymous_mapping)
 #else
 	const bool sanitized = false;
 #endif
+	/* _i is a backend, with SELF_CASE for uffd_sync's self-service. */
+	const int backend = _i & ~SELF_CASE;
+	const bool self = _i & SELF_CASE;
 	const bool kernel_writes_fail =
-		_i == UFFDWP_BACKEND_MPROTECT ||
-		(_i == UFFDWP_BACKEND_UFFD_SYNC &&
+		backend == UFFDWP_BACKEND_MPROTECT || self ||
+		(backend == UFFDWP_BACKEND_UFFD_SYNC &&
 		 caps.uffd_mode == UFFDWP_UFFD_USER_MODE_ONLY);
-	struct uffdwp_ctx_opts o = { .sz = sizeof(o), .backend = _i };
+	struct uffdwp_ctx_opts o = { .sz = sizeof(o),
+				     .backend = backend,
+				     .flags = self ? UFFDWP_CTX_SELF_SERVICE :
+						     0 };
 	uintptr_t lo[512], hi[512], tcb = (uintptr_t)pthread_self();
 	char line[512], perms[8], path[256];
 	struct uffdwp_ctx *ctx;
@@ -637,14 +870,14 @@ START_TEST(track_every_writable_anonymous_mapping)
 		 * 6 died so. No program without ASan does that; the plain
 		 * build and the kernel matrix track every mapping; here the
 		 * heap and the context's page (above) are tried. */
-		if (_i == UFFDWP_BACKEND_MPROTECT && !path[0])
+		if (backend == UFFDWP_BACKEND_MPROTECT && !path[0])
 			continue;
 #endif
 		lo[n] = a;
 		hi[n++] = b;
 	}
 	fclose(f);
-	if (sanitized && _i == UFFDWP_BACKEND_MPROTECT) {
+	if (sanitized && backend == UFFDWP_BACKEND_MPROTECT) {
 		lo[n] = (uintptr_t)mine;
 		hi[n++] = (uintptr_t)mine + 4 * ps;
 	}
@@ -658,7 +891,7 @@ START_TEST(track_every_writable_anonymous_mapping)
 			lo[tracked] = lo[i], hi[tracked++] = hi[i];
 	}
 	/* The library's state and its handler's stack, at least. */
-	if (!sanitized || _i != UFFDWP_BACKEND_MPROTECT)
+	if (!sanitized || backend != UFFDWP_BACKEND_MPROTECT)
 		ck_assert_uint_ge(refused, 1);
 	ck_assert_uint_ge(tracked, 1);
 	ck_assert_int_ge(uffdwp_collect(ctx, mark_run, NULL), 0);
@@ -686,7 +919,8 @@ static Suite *hostile_suite(void)
 	const struct test_group mp_groups[] = {
 		{ "segv-blocked",
 		  60,
-		  { mprotect_refuses_while_a_thread_blocks_segv, NULL } },
+		  { mprotect_refuses_while_a_thread_blocks_segv,
+		    a_forking_thread_blocks_no_segv, NULL } },
 	};
 	const struct test_group replaced[] = {
 		{ "replaced", 60, { replaced_mappings_are_left_alone, NULL } },
@@ -713,6 +947,7 @@ static Suite *hostile_suite(void)
 		  { snapshot_over_a_guard_is_cancelled_unmapped, NULL } },
 	};
 	Suite *s = suite_create("hostile");
+	TCase *self = tcase_create("self-service-sigbus");
 	int b;
 
 	test_add_groups(s, "uffd_async", 0, async_groups, 1);
@@ -727,6 +962,14 @@ static Suite *hostile_suite(void)
 		}
 	for (b = UFFDWP_BACKEND_UFFD_ASYNC; b <= UFFDWP_BACKEND_UFFD_SYNC; b++)
 		test_add_groups(s, uffdwp_backend_name(b), b, snap_errors, 1);
+	test_add_groups(s, "uffd_sync self_service",
+			UFFDWP_BACKEND_UFFD_SYNC | SELF_CASE, own, 1);
+	tcase_set_tags(self, "uffd_sync self_service");
+	tcase_set_timeout(self, 60);
+	tcase_add_test(self, self_refuses_while_a_thread_blocks_sigbus);
+	tcase_add_test(self, self_sigbus_blocked_or_reset_kills);
+	tcase_add_test(self, self_handler_installed_after_chains);
+	suite_add_tcase(s, self);
 	return s;
 }
 
@@ -744,6 +987,8 @@ int main(void)
 		if (!caps.backend[b].usable)
 			test_exclude(&ex, uffdwp_backend_name(b),
 				     caps.backend[b].reason);
+	if (!caps.uffd_sigbus)
+		test_exclude(&ex, "self_service", caps.uffd_sigbus_reason);
 	unsetenv("UFFDWP_BACKEND");
 	if (!test_forking())
 		test_skip("each case needs its own process (CK_FORK=no)");

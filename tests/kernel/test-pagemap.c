@@ -14,8 +14,8 @@
 
 #include "../common.h"
 #include "internal.h"
-#include "pagemap.h"
-#include "uffd.h"
+#include "sys-pagemap.h"
+#include "sys-uffd.h"
 
 static size_t ps;
 

@@ -7,8 +7,9 @@
  * (bdwgc's SIGPWR), then collects. If a thread is parked inside one of the
  * library's windows that others wait on, the collect (or a writer) waits
  * for a thread that will not run until the collect is over: a deadlock.
- * The windows: a mprotect fault handler in flight (a collect waits for it),
- * a mprotect or userfaultfd collect that paused fault resolution, a closed
+ * The windows: a mprotect or self-service (SIGBUS) fault handler in flight
+ * (a collect waits for it), a mprotect or userfaultfd collect that paused
+ * fault resolution (self-service writers wait for it), a closed
  * gate of a snapshot's move (faulting writers wait for both), and a
  * program thread's urcu-bp read-side section (every track waits for it).
  *
@@ -86,6 +87,7 @@ struct job {
 	struct uffdwp_ctx *ctx;
 	char *mem;
 	size_t page;
+	size_t npages; /* a snapshot's */
 	size_t reported;
 	long ret;
 	atomic_int done;
@@ -138,12 +140,14 @@ static void *job_main(void *arg)
 		break;
 	}
 	case SNAPSHOT:
-		buf = malloc(NPAGES * ps);
-		j->ret = buf ? uffdwp_sink_memory_new(buf, NPAGES * ps, &sink) :
+		buf = malloc(j->npages * ps);
+		j->ret = buf ? uffdwp_sink_memory_new(buf, j->npages * ps,
+						      &sink) :
 			       -ENOMEM;
 		if (!j->ret)
-			j->ret = uffdwp_snapshot_start(
-				j->ctx, j->mem, NPAGES * ps, sink, NULL, &snap);
+			j->ret = uffdwp_snapshot_start(j->ctx, j->mem,
+						       j->npages * ps, sink,
+						       NULL, &snap);
 		if (!j->ret)
 			j->ret = uffdwp_snapshot_wait(snap, -1);
 		uffdwp_snapshot_free(snap);
@@ -155,6 +159,9 @@ static void *job_main(void *arg)
 	return NULL;
 }
 
+/* The pages a job's snapshot covers. */
+static size_t job_npages = NPAGES;
+
 static void job_start(struct job *j, enum act act, struct uffdwp_ctx *ctx,
 		      char *mem, size_t page)
 {
@@ -163,6 +170,7 @@ static void job_start(struct job *j, enum act act, struct uffdwp_ctx *ctx,
 	j->ctx = ctx;
 	j->mem = mem;
 	j->page = page;
+	j->npages = job_npages;
 	ck_assert_int_eq(pthread_create(&j->tid, NULL, job_main, j), 0);
 }
 
@@ -176,6 +184,7 @@ struct signal_case {
 	int backend;
 	int window;
 	enum act held_act, waiter_act;
+	unsigned int ctx_flags; /* UFFDWP_CTX_SELF_SERVICE */
 };
 
 static const struct signal_case cases[] = {
@@ -189,32 +198,54 @@ static const struct signal_case cases[] = {
 	  HOLD_GATE_CLOSED, SNAPSHOT, WRITE },
 	{ "stats in a read-side section, track elsewhere",
 	  UFFDWP_BACKEND_MPROTECT, HOLD_RCU_READ, STATS, TRACK },
+	{ "self-service handler in flight, collect", UFFDWP_BACKEND_UFFD_SYNC,
+	  HOLD_SELF_HANDLER, WRITE, COLLECT, UFFDWP_CTX_SELF_SERVICE },
+	{ "self-service collect paused, write", UFFDWP_BACKEND_UFFD_SYNC,
+	  HOLD_SYNC_PAUSE, COLLECT, WRITE, UFFDWP_CTX_SELF_SERVICE },
 };
+
+/*
+ * A case's set-up: the stop signal's handler, @npages populated pages
+ * tracked on @backend with nothing pending, and the hook armed to hold
+ * the first thread that reaches @window for @hold_ms.
+ */
+static char *case_setup(int backend, unsigned int flags, size_t npages,
+			int window, unsigned int hold_ms,
+			struct uffdwp_ctx **ctx)
+{
+	struct uffdwp_ctx_opts o = { .sz = sizeof(o),
+				     .backend = backend,
+				     .flags = flags };
+	struct sigaction sa = { .sa_handler = park };
+	struct job last = { 0 };
+	char *mem;
+
+	sigemptyset(&sa.sa_mask);
+	ck_assert_int_eq(sigaction(SIGUSR1, &sa, NULL), 0);
+	mem = mmap(NULL, npages * ps, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ck_assert_ptr_ne(mem, MAP_FAILED);
+	memset(mem, 1, npages * ps);
+	ck_assert_int_eq(uffdwp_ctx_new(&o, ctx), 0);
+	ck_assert_int_eq(uffdwp_track(*ctx, mem, npages * ps, 0), 0);
+	/* Nothing pending: a later collect sees only the case. */
+	ck_assert_int_ge(uffdwp_collect(*ctx, count_run, &last), 0);
+	uffdwp_test_hooks.hold_ms = hold_ms;
+	uffdwp_test_hooks.held = HOLD_NONE;
+	uffdwp_test_hooks.hold = window;
+	return mem;
+}
 
 START_TEST(parked_thread_does_not_block_others)
 {
 	const struct signal_case *c = &cases[_i];
-	struct uffdwp_ctx_opts o = { .sz = sizeof(o), .backend = c->backend };
-	struct sigaction sa = { .sa_handler = park };
 	struct job held, waiter, last = { 0 };
 	struct uffdwp_ctx *ctx;
 	bool completed;
 	char *mem;
 
-	sigemptyset(&sa.sa_mask);
-	ck_assert_int_eq(sigaction(SIGUSR1, &sa, NULL), 0);
-	mem = mmap(NULL, NPAGES * ps, PROT_READ | PROT_WRITE,
-		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	ck_assert_ptr_ne(mem, MAP_FAILED);
-	memset(mem, 1, NPAGES * ps);
-	ck_assert_int_eq(uffdwp_ctx_new(&o, &ctx), 0);
-	ck_assert_int_eq(uffdwp_track(ctx, mem, NPAGES * ps, 0), 0);
-	/* Nothing pending: the waiter's collect sees only this case. */
-	ck_assert_int_ge(uffdwp_collect(ctx, count_run, &last), 0);
-
-	uffdwp_test_hooks.hold_ms = HOLD_MS;
-	uffdwp_test_hooks.held = HOLD_NONE;
-	uffdwp_test_hooks.hold = c->window;
+	mem = case_setup(c->backend, c->ctx_flags, NPAGES, c->window, HOLD_MS,
+			 &ctx);
 	job_start(&held, c->held_act, ctx, mem, 1);
 	ck_assert_msg(wait_flag((atomic_int *)&uffdwp_test_hooks.held, 5000),
 		      "%s: the hook never held the thread", c->name);
@@ -247,10 +278,99 @@ START_TEST(parked_thread_does_not_block_others)
 }
 END_TEST
 
+/*
+ * The other half: a stop signal must land while a window is held, not
+ * after it. Sent to the thread that called into the library (a window
+ * over many pages runs on the library's offload thread), or to a writer
+ * waiting for a window another thread holds (it waits with its own mask).
+ * Before, both waited with every asynchronous signal blocked until the
+ * window ended, which lasts 0.2-0.6 s per GiB re-protected: a collector
+ * stopping the world waited seconds on a large heap.
+ */
+#define BIG_PAGES 2048 /* above the library's offload threshold */
+#define LAND_HOLD_MS 2000
+
+enum target { CALLER, WRITER };
+
+struct land_case {
+	const char *name;
+	int backend;
+	int window;
+	enum act act;
+	enum target target;
+};
+
+static const struct land_case land_cases[] = {
+	{ "uffd_sync collect, its caller", UFFDWP_BACKEND_UFFD_SYNC,
+	  HOLD_SYNC_PAUSE, COLLECT, CALLER },
+	{ "uffd_sync snapshot instant, its caller", UFFDWP_BACKEND_UFFD_SYNC,
+	  HOLD_SYNC_PAUSE, SNAPSHOT, CALLER },
+	{ "uffd_sync collect, a writer", UFFDWP_BACKEND_UFFD_SYNC,
+	  HOLD_SYNC_PAUSE, COLLECT, WRITER },
+	{ "mprotect collect, its caller", UFFDWP_BACKEND_MPROTECT,
+	  HOLD_MPROTECT_PAUSE, COLLECT, CALLER },
+	{ "mprotect collect, a writer", UFFDWP_BACKEND_MPROTECT,
+	  HOLD_MPROTECT_PAUSE, COLLECT, WRITER },
+	{ "uffd_async snapshot gate, its caller", UFFDWP_BACKEND_UFFD_ASYNC,
+	  HOLD_GATE_CLOSED, SNAPSHOT, CALLER },
+	{ "uffd_async snapshot gate, a writer", UFFDWP_BACKEND_UFFD_ASYNC,
+	  HOLD_GATE_CLOSED, SNAPSHOT, WRITER },
+};
+
+START_TEST(stop_signal_lands_during_window)
+{
+	const struct land_case *c = &land_cases[_i];
+	struct job held, writer = { 0 }, last = { 0 };
+	struct uffdwp_ctx *ctx;
+	uint64_t t_held, t_parked = 0;
+	pthread_t target;
+	char *mem;
+
+	mem = case_setup(c->backend, 0, BIG_PAGES, c->window, LAND_HOLD_MS,
+			 &ctx);
+	job_npages = BIG_PAGES;
+	job_start(&held, c->act, ctx, mem, 1);
+	ck_assert_msg(wait_flag((atomic_int *)&uffdwp_test_hooks.held, 5000),
+		      "%s: the hook never held the window", c->name);
+	t_held = ms_now();
+	target = held.tid;
+	if (c->target == WRITER) {
+		job_start(&writer, WRITE, ctx, mem, 7);
+		/* Let it fault and start waiting for the window. */
+		usleep(100 * 1000);
+		target = writer.tid;
+	}
+	pthread_kill(target, SIGUSR1);
+	if (wait_flag(&parked, LAND_HOLD_MS / 2))
+		t_parked = ms_now();
+	atomic_store(&release, 1);
+	ck_assert_msg(wait_flag(&held.done, 10000) &&
+			      (c->target != WRITER ||
+			       wait_flag(&writer.done, 10000)),
+		      "%s: a job never completed", c->name);
+	pthread_join(held.tid, NULL);
+	if (c->target == WRITER)
+		pthread_join(writer.tid, NULL);
+	ck_assert_msg(t_parked && t_parked - t_held < LAND_HOLD_MS / 2,
+		      "%s: the stop signal waited for the window to end",
+		      c->name);
+	ck_assert_int_eq(atomic_load(&park_count), 1);
+	ck_assert_int_eq(held.ret < 0 ? held.ret : 0, 0);
+	ck_assert_int_eq(writer.ret < 0 ? writer.ret : 0, 0);
+	/* The write that waited for the window is reported. */
+	memset(&last, 0, sizeof(last));
+	ck_assert_int_ge(uffdwp_collect(ctx, count_run, &last), 0);
+	ck_assert_uint_ge(last.reported + held.reported, c->target == WRITER);
+	uffdwp_ctx_free(ctx);
+	munmap(mem, BIG_PAGES * ps);
+}
+END_TEST
+
 static Suite *signals_suite(void)
 {
 	Suite *s = suite_create("signals");
 	static char names[ARRAY_LEN(cases)][48];
+	static char land_names[ARRAY_LEN(land_cases)][48];
 	size_t i;
 	TCase *tc;
 
@@ -259,10 +379,23 @@ static Suite *signals_suite(void)
 	for (i = 0; i < ARRAY_LEN(cases); i++) {
 		snprintf(names[i], sizeof(names[i]), "stop-the-world-%zu", i);
 		tc = tcase_create(names[i]);
-		tcase_set_tags(tc, uffdwp_backend_name(cases[i].backend));
+		tcase_set_tags(tc,
+			       cases[i].ctx_flags & UFFDWP_CTX_SELF_SERVICE ?
+				       "uffd_sync self_service" :
+				       uffdwp_backend_name(cases[i].backend));
 		tcase_set_timeout(tc, 60);
 		tcase_add_loop_test(tc, parked_thread_does_not_block_others,
 				    (int)i, (int)i + 1);
+		suite_add_tcase(s, tc);
+	}
+	for (i = 0; i < ARRAY_LEN(land_cases); i++) {
+		snprintf(land_names[i], sizeof(land_names[i]),
+			 "signal-lands-%zu", i);
+		tc = tcase_create(land_names[i]);
+		tcase_set_tags(tc, uffdwp_backend_name(land_cases[i].backend));
+		tcase_set_timeout(tc, 60);
+		tcase_add_loop_test(tc, stop_signal_lands_during_window, (int)i,
+				    (int)i + 1);
 		suite_add_tcase(s, tc);
 	}
 	return s;
@@ -282,6 +415,8 @@ int main(void)
 		if (!caps.backend[b].usable)
 			test_exclude(&ex, uffdwp_backend_name(b),
 				     caps.backend[b].reason);
+	if (!caps.uffd_sigbus)
+		test_exclude(&ex, "self_service", caps.uffd_sigbus_reason);
 	unsetenv("UFFDWP_BACKEND");
 	if (!test_forking())
 		test_skip("each case needs its own process (CK_FORK=no)");

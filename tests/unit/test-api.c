@@ -236,6 +236,33 @@ START_TEST(defect_smaller_struct)
 }
 END_TEST
 
+/* UFFDWP_OPTS sets sz and zeroes what it is not given; a caller built
+ * against an older, shorter structure has its missing fields read as zero,
+ * whatever lies past its sz. */
+START_TEST(opts_macro_and_older_caller)
+{
+	UFFDWP_OPTS(uffdwp_ctx_opts, o, .backend = UFFDWP_BACKEND_MPROTECT);
+	UFFDWP_OPTS(uffdwp_ctx_opts, bad, .flags = 1u << 31);
+	struct uffdwp_ctx_opts old;
+	struct uffdwp_ctx *ctx = NULL;
+
+	ck_assert_uint_eq(o.sz, sizeof(o));
+	ck_assert_int_eq(o.backend, UFFDWP_BACKEND_MPROTECT);
+	ck_assert_uint_eq(o.handler_threads, 0);
+	ck_assert_uint_eq(o.flags, 0);
+	ck_assert_int_eq(uffdwp_ctx_new(&bad, &ctx), -EINVAL);
+	ck_assert_ptr_null(ctx);
+
+	memset(&old, 0x5a, sizeof(old));
+	old.sz = offsetof(struct uffdwp_ctx_opts, flags);
+	old.backend = UFFDWP_BACKEND_MPROTECT;
+	old.handler_threads = 0;
+	ck_assert_int_eq(uffdwp_ctx_new(&old, &ctx), 0);
+	ck_assert_int_eq(uffdwp_ctx_backend(ctx), UFFDWP_BACKEND_MPROTECT);
+	uffdwp_ctx_free(ctx);
+}
+END_TEST
+
 static Suite *api_suite(void)
 {
 	Suite *s = suite_create("api");
@@ -259,6 +286,7 @@ static Suite *api_suite(void)
 	tcase_add_test(structs, defect_args);
 	tcase_add_test(structs, defect_ids_unique_and_required);
 	tcase_add_test(structs, defect_smaller_struct);
+	tcase_add_test(structs, opts_macro_and_older_caller);
 	suite_add_tcase(s, structs);
 	return s;
 }

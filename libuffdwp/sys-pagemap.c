@@ -9,8 +9,7 @@
 #include <unistd.h>
 
 #include "internal.h"
-#include "dirtymap.h"
-#include "pagemap.h"
+#include "sys-pagemap.h"
 
 int pagemap_open(void)
 {
@@ -112,7 +111,8 @@ long pagemap_scan(int fd, uintptr_t start, uintptr_t end, uint64_t flags,
 
 struct presence_arg {
 	uintptr_t start;
-	struct dirtymap *out;
+	pagemap_run_fn fn;
+	void *arg;
 };
 
 static int mark_presence(const struct page_region *vec, size_t n, void *arg)
@@ -121,8 +121,8 @@ static int mark_presence(const struct page_region *vec, size_t n, void *arg)
 	size_t i, ps = page_size();
 
 	for (i = 0; i < n; i++)
-		dirtymap_set_range(a->out, (vec[i].start - a->start) / ps,
-				   (vec[i].end - vec[i].start) / ps);
+		a->fn(a->arg, (vec[i].start - a->start) / ps,
+		      (vec[i].end - vec[i].start) / ps);
 	return 0;
 }
 
@@ -130,17 +130,16 @@ static int mark_presence(const struct page_region *vec, size_t n, void *arg)
 #define PRESENCE_VEC 256
 #define PREAD_ENTRIES 1024
 
-int pagemap_presence(int fd, uintptr_t start, size_t npages,
-		     struct dirtymap *out, bool scan)
+int pagemap_presence(int fd, uintptr_t start, size_t npages, bool scan,
+		     pagemap_run_fn fn, void *arg)
 {
 	size_t ps = page_size(), i = 0, n, k;
-	struct presence_arg a = { start, out };
+	struct presence_arg a = { start, fn, arg };
 	struct page_region vec[PRESENCE_VEC];
 	uint64_t e[PREAD_ENTRIES];
 	ssize_t got;
 	long r;
 
-	dirtymap_clear_range(out, 0, npages);
 	if (scan) {
 		/* The shared zero page is no content: a zapped page that
 		 * was read since maps it, and must still count as gone. */
@@ -160,7 +159,7 @@ int pagemap_presence(int fd, uintptr_t start, size_t npages,
 		n = (size_t)got / sizeof(*e);
 		for (k = 0; k < n; k++)
 			if (pagemap_has_content(e[k]))
-				dirtymap_set(out, i + k);
+				fn(arg, i + k, 1);
 		i += n;
 	}
 	return 0;

@@ -10,6 +10,7 @@
 
 #include "internal.h"
 #include "region.h"
+#include "shadow-alloc.h"
 
 static int region_cmp(const struct region *a, const struct region *b)
 {
@@ -24,11 +25,11 @@ RB_GENERATE_INTERNAL(region_tree, region, node, region_cmp,
 static struct region_tree claims = RB_INITIALIZER(&claims);
 static pthread_mutex_t claims_lock = PTHREAD_MUTEX_INITIALIZER;
 
-struct region *region_new(struct uffdwp_ctx *ctx, uintptr_t start, size_t len,
+struct region *region_new(struct backend_ctx *ctx, uintptr_t start, size_t len,
 			  unsigned int flags, int memtype)
 {
 	/* Handlers write it (zap watch): not from a heap that may be tracked. */
-	struct region *r = handler_zalloc(sizeof(*r));
+	struct region *r = shadow_zalloc(sizeof(*r));
 	size_t n = len / page_size();
 
 	if (!r)
@@ -57,8 +58,7 @@ void region_free(struct region *r)
 	dirtymap_free(&r->present);
 	dirtymap_free(&r->gone);
 	dirtymap_free(&r->zapwatch);
-	free(r->own);
-	handler_free(r, sizeof(*r));
+	shadow_free(r, sizeof(*r));
 }
 
 int region_claim(struct region *r)

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The uffd_sync fault loop (see handler.h).
+ * The synchronous userfaultfd's fault loop (see syncwp-handler.h).
  *
  * Rules (invariant 3.6): a handler never touches tracked memory: its
  * buffers come from mmap at start, not from a heap the program may track;
@@ -21,12 +21,11 @@
 
 #include <urcu/urcu-bp.h>
 
-#include "handler.h"
 #include "segv.h"
 #include "shadow-alloc.h"
-#include "snapshot.h"
+#include "syncwp-handler.h"
 #include "testhooks.h"
-#include "uffd.h"
+#include "sys-uffd.h"
 
 /* Messages per read(2): one system call serves a burst of faults. */
 #define MSGS 64
@@ -40,7 +39,6 @@
 #define PAUSED_POLL_MS 20
 
 struct handler {
-	struct uffdwp_ctx *ctx;
 	struct sync_state *s;
 	int kickfd;
 	struct uffd_msg msgs[MSGS];
@@ -50,32 +48,6 @@ struct handler {
 	struct wp_op prot[RETRY_CAP], unprot[RETRY_CAP];
 	struct wpbatch batch;
 };
-
-/* -ENOENT: the range left this userfaultfd (untracked, or moved back to
- * uffd_async after a snapshot). Whoever unregistered it woke its writers
- * (the kernel wakes only MISSING waiters on unregister); a writer of a
- * message read before that is woken here too. */
-static int sync_unprotect(void *arg, uintptr_t start, size_t len)
-{
-	int ret = uffd_writeprotect(*(int *)arg, (void *)start, len,
-				    UFFDIO_WRITEPROTECT_MODE_DONTWAKE);
-
-	return ret == -ENOENT ? 0 : ret;
-}
-
-static int sync_wake(void *arg, uintptr_t start, size_t len)
-{
-	return uffd_wake(*(int *)arg, (void *)start, len);
-}
-
-static int sync_unprotect_wake(void *arg, uintptr_t start, size_t len)
-{
-	int ret = uffd_writeprotect(*(int *)arg, (void *)start, len, 0);
-
-	if (ret == -ENOENT)
-		return uffd_wake(*(int *)arg, (void *)start, len);
-	return ret;
-}
 
 static int cmp_page(const void *a, const void *b)
 {
@@ -106,7 +78,7 @@ static size_t dedupe(uintptr_t *v, size_t n)
 static void mark_range(struct region_set *set, uintptr_t start, uintptr_t end,
 		       bool gone)
 {
-	struct uffdwp_snapshot *snap;
+	struct wp_observer *obs;
 	size_t i, a, b;
 	struct region *r;
 
@@ -127,12 +99,12 @@ static void mark_range(struct region_set *set, uintptr_t start, uintptr_t end,
 			__atomic_store_n(&r->zap_collects, 0, __ATOMIC_RELAXED);
 			dirtymap_set_range(&r->zapwatch, a, b - a);
 		}
-		/* After the marks (see snapshot_publish()). */
-		snap = __atomic_load_n(&r->snap, __ATOMIC_SEQ_CST);
-		if (snap)
-			snapshot_event(snap, start, end,
-				       gone ? UFFDWP_CAUSE_UNMAPPED :
-					      UFFDWP_CAUSE_ZAPPED);
+		/* After the marks (see the observer's attach). */
+		obs = __atomic_load_n(&r->obs, __ATOMIC_SEQ_CST);
+		if (obs)
+			obs->event(obs, start, end,
+				   gone ? UFFDWP_CAUSE_UNMAPPED :
+					  UFFDWP_CAUSE_ZAPPED);
 	}
 }
 
@@ -145,8 +117,6 @@ static void mark_range(struct region_set *set, uintptr_t start, uintptr_t end,
 static void handle_event(struct handler *h, struct region_set *set,
 			 const struct uffd_msg *m)
 {
-	struct uffdwp_ctx *ctx = h->ctx;
-
 	switch (m->event) {
 	case UFFD_EVENT_REMOVE:
 		mark_range(set, m->arg.remove.start, m->arg.remove.end, false);
@@ -167,29 +137,24 @@ static void handle_event(struct handler *h, struct region_set *set,
 	default:
 		return;
 	}
-	cnt_add(&ctx->cnt.events, 1);
+	cnt_add(h->s->env.events, 1);
 }
 
 /*
  * Record and resolve @n deduplicated pages. Returns -EBUSY if a collect
  * holds resolution, -EAGAIN if the kernel refused an unprotect while an
  * event was being delivered; the pages then go to the retry list. Pages a
- * snapshot must copy first, and cannot yet, are moved to the front of
- * @pages and counted in *@deferred: they wait too.
+ * range's observer holds (a snapshot that must copy them first, and cannot
+ * yet) are moved to the front of @pages and counted in *@deferred: they
+ * wait too.
  */
 static int resolve(struct handler *h, uintptr_t *pages, size_t n,
 		   size_t *deferred)
 {
-	struct uffdwp_ctx *ctx = h->ctx;
 	struct sync_state *s = h->s;
-	const struct wp_target t = {
-		.unprotect = sync_unprotect,
-		.wake = sync_wake,
-		.unprotect_wake = sync_unprotect_wake,
-		.arg = &s->uffd,
-	};
+	const struct wp_target t = syncwp_resolve_target(s);
 	bool late = uffdwp_test_hooks.snapshot_unprotect_first;
-	struct uffdwp_snapshot *snap;
+	struct wp_observer *obs;
 	struct region_set *set;
 	struct region *r;
 	size_t i, ps = page_size(), nd = 0;
@@ -202,15 +167,15 @@ static int resolve(struct handler *h, uintptr_t *pages, size_t n,
 	    pthread_rwlock_tryrdlock(&s->resolve))
 		return -EBUSY;
 	urcu_bp_read_lock();
-	set = rcu_dereference(ctx->regions);
+	set = rcu_dereference(*s->env.regions);
 	for (i = 0; i < n; i++) {
 		r = regions_lookup(set, pages[i]);
 		if (r) {
 			/* Invariant 3.4: the pre-image is copied before the
 			 * unprotect is even queued. (Stable under the shared
-			 * resolve lock: published and withdrawn exclusively.) */
-			snap = __atomic_load_n(&r->snap, __ATOMIC_ACQUIRE);
-			if (snap && !late && snapshot_fault(snap, pages[i])) {
+			 * resolve lock: attached and detached exclusively.) */
+			obs = __atomic_load_n(&r->obs, __ATOMIC_ACQUIRE);
+			if (obs && !late && obs->fault(obs, pages[i])) {
 				pages[nd++] = pages[i];
 				continue;
 			}
@@ -236,26 +201,26 @@ static int resolve(struct handler *h, uintptr_t *pages, size_t n,
 	 * track or collect, which flush it before they return; wait for it.
 	 * The hashed filter makes this a load when nothing is pending. */
 	for (i = nd; i < n; i++)
-		while (wpbatch_may_cover(&ctx->batch, pages[i]))
+		while (wpbatch_may_cover(s->env.batch, pages[i]))
 			sched_yield();
 	ret = wpbatch_flush(&h->batch, &t);
 	if (late) {
 		/* Broken on purpose: the copy comes after the unprotect. */
 		urcu_bp_read_lock();
-		set = rcu_dereference(ctx->regions);
+		set = rcu_dereference(*s->env.regions);
 		for (i = nd; i < n; i++) {
 			r = regions_lookup(set, pages[i]);
-			snap = r ? __atomic_load_n(&r->snap, __ATOMIC_ACQUIRE) :
-				   NULL;
-			if (snap)
-				while (snapshot_fault(snap, pages[i]))
+			obs = r ? __atomic_load_n(&r->obs, __ATOMIC_ACQUIRE) :
+				  NULL;
+			if (obs)
+				while (obs->fault(obs, pages[i]))
 					sched_yield();
 		}
 		urcu_bp_read_unlock();
 	}
 	if (!uffdwp_test_hooks.break_sync_collect)
 		pthread_rwlock_unlock(&s->resolve);
-	cnt_add(&ctx->cnt.faults, n - nd);
+	cnt_add(s->env.faults, n - nd);
 	*deferred = nd;
 	return ret;
 }
@@ -310,7 +275,7 @@ static void *handler_main(void *arg)
 				continue;
 			}
 			urcu_bp_read_lock();
-			set = rcu_dereference(h->ctx->regions);
+			set = rcu_dereference(*s->env.regions);
 			handle_event(h, set, m);
 			urcu_bp_read_unlock();
 		}
@@ -326,7 +291,7 @@ static void *handler_main(void *arg)
 			for (i = 0; i < np; i++)
 				h->retry[h->nretry++] = h->pages[i];
 			if (ret == -EAGAIN) {
-				cnt_add(&h->ctx->cnt.retries, 1);
+				cnt_add(s->env.retries, 1);
 				backoff = backoff ? backoff * 2 : 1;
 				if (backoff > BACKOFF_MAX_MS)
 					backoff = BACKOFF_MAX_MS;
@@ -339,7 +304,7 @@ static void *handler_main(void *arg)
 	return NULL;
 }
 
-int handler_start(struct uffdwp_ctx *ctx, struct sync_state *s, unsigned int n)
+int syncwp_handlers_start(struct sync_state *s, unsigned int n)
 {
 	sigset_t all, old;
 	struct handler *h;
@@ -355,26 +320,25 @@ int handler_start(struct uffdwp_ctx *ctx, struct sync_state *s, unsigned int n)
 	segv_thread_mask(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	for (i = 0; i < n; i++) {
-		h = handler_zalloc(sizeof(*h));
+		h = shadow_zalloc(sizeof(*h));
 		if (!h) {
 			ret = -ENOMEM;
 			break;
 		}
-		h->ctx = ctx;
 		h->s = s;
 		h->kickfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		if (h->kickfd < 0) {
 			ret = neg_errno();
-			handler_free(h, sizeof(*h));
+			shadow_free(h, sizeof(*h));
 			break;
 		}
 		s->kickfd[i] = h->kickfd;
 		wpbatch_init_fixed(&h->batch, h->prot, h->unprot,
-				   ARRAY_SIZE(h->prot), &ctx->wp);
+				   ARRAY_SIZE(h->prot), s->env.wp);
 		ret = own_thread_create(&s->tid[i], handler_main, h);
 		if (ret) {
 			close(h->kickfd);
-			handler_free(h, sizeof(*h));
+			shadow_free(h, sizeof(*h));
 			break;
 		}
 		s->handlers[i] = h;
@@ -393,47 +357,11 @@ int handler_start(struct uffdwp_ctx *ctx, struct sync_state *s, unsigned int n)
 		while (sem_wait(&s->started) && errno == EINTR)
 			;
 	if (ret)
-		handler_stop(s);
+		syncwp_handlers_stop(s);
 	return ret;
 }
 
-void handler_quiesce_events(struct sync_state *s)
-{
-	while (__atomic_load_n(&s->reading, __ATOMIC_SEQ_CST))
-		sched_yield();
-}
-
-void handler_kick(struct sync_state *s)
-{
-	uint64_t one = 1;
-	unsigned int i;
-
-	for (i = 0; i < s->nthreads; i++)
-		if (write(s->kickfd[i], &one, sizeof(one)) < 0 &&
-		    errno != EAGAIN)
-			break; /* the fallback poll timeout still retries */
-}
-
-void handler_pause(struct sync_state *s)
-{
-	sigset_t mask;
-
-	segv_window_enter(&mask);
-	pthread_rwlock_wrlock(&s->resolve);
-	s->pause_mask = mask;
-	testhook_hold(HOLD_SYNC_PAUSE);
-}
-
-void handler_resume(struct sync_state *s)
-{
-	sigset_t mask = s->pause_mask;
-
-	pthread_rwlock_unlock(&s->resolve);
-	handler_kick(s);
-	segv_window_leave(&mask);
-}
-
-void handler_stop(struct sync_state *s)
+void syncwp_handlers_stop(struct sync_state *s)
 {
 	uint64_t one = 1;
 	unsigned int i;
@@ -443,7 +371,7 @@ void handler_stop(struct sync_state *s)
 	for (i = 0; i < s->nthreads; i++) {
 		own_thread_join(s->tid[i]);
 		close(s->kickfd[i]);
-		handler_free(s->handlers[i], sizeof(struct handler));
+		shadow_free(s->handlers[i], sizeof(struct handler));
 	}
 	s->nthreads = 0;
 	close(s->stopfd);

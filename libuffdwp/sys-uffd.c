@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "internal.h"
-#include "uffd.h"
+#include "sys-uffd.h"
 
 int uffd_open(int mode, int flags)
 {

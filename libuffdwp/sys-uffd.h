@@ -3,8 +3,8 @@
  * Thin userfaultfd wrappers: each issues one system call and returns 0 (or a
  * value) or -errno, so callers never look at errno.
  */
-#ifndef UFFDWP_UFFD_H
-#define UFFDWP_UFFD_H
+#ifndef UFFDWP_SYS_UFFD_H
+#define UFFDWP_SYS_UFFD_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -54,4 +54,4 @@ int uffd_wake(int fd, void *addr, size_t len);
 /* The soft-dirty backend's PAGEMAP_SCAN read (6.8+): get only. */
 #define SOFT_DIRTY_SCAN_MASK PAGE_IS_SOFT_DIRTY
 
-#endif /* UFFDWP_UFFD_H */
+#endif /* UFFDWP_SYS_UFFD_H */

@@ -2,8 +2,8 @@
 /*
  * /proc/self/pagemap: per-page entries and the PAGEMAP_SCAN ioctl.
  */
-#ifndef UFFDWP_PAGEMAP_H
-#define UFFDWP_PAGEMAP_H
+#ifndef UFFDWP_SYS_PAGEMAP_H
+#define UFFDWP_SYS_PAGEMAP_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -46,12 +46,13 @@ bool pagemap_has_content(uint64_t entry);
 int pagemap_clear_soft_dirty(void);
 
 /*
- * Set bit i of @out (sized @npages) for each page of [start, ...) that is
- * present or swapped: a page present before and absent now was zapped.
- * PAGEMAP_SCAN when @scan, else pread() of the entries.
+ * Call @fn(@arg, first, n) for each run of pages of [start, start + @npages
+ * pages) that are present or swapped, as page indexes from @start: a page
+ * present before and absent now was zapped. PAGEMAP_SCAN when @scan, else
+ * pread() of the entries. No heap: a paused collect calls it.
  */
-struct dirtymap;
-int pagemap_presence(int fd, uintptr_t start, size_t npages,
-		     struct dirtymap *out, bool scan);
+typedef void (*pagemap_run_fn)(void *arg, size_t first, size_t n);
+int pagemap_presence(int fd, uintptr_t start, size_t npages, bool scan,
+		     pagemap_run_fn fn, void *arg);
 
-#endif /* UFFDWP_PAGEMAP_H */
+#endif /* UFFDWP_SYS_PAGEMAP_H */
