@@ -10,6 +10,7 @@
  * across the moves is enum async_watch.
  */
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "backend-uffd-async.h"
 #include "gate.h"
@@ -304,10 +305,14 @@ int async_snap_begin(struct backend_ctx *ctx, struct uffdwp_snapshot *snap)
 	movez_note(s, r, false);
 	watch_set(r, WATCH_SYNC);
 	if (ungated) {
-		/* After the protect: from it on, the handler sees writes. */
+		/* After the protect: from it on, the handler sees writes.
+		 * The count goes to recorded, never straight to pending: a
+		 * page the handler made writable since the protect is in
+		 * neither, and only the harvest's re-protect of recorded,
+		 * under the pause, closes it before the instant. */
+		if (uffdwp_test_hooks.async_ungated_linger_us)
+			usleep(uffdwp_test_hooks.async_ungated_linger_us);
 		ret = own_each_mapped(r);
-		if (!ret)
-			dirtymap_take(&r->pending, &r->recorded);
 	}
 	if (!ret)
 		ret = syncwp_harvest(ss, &r, 1, snapshot_publish_instant, snap);

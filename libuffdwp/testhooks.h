@@ -56,6 +56,11 @@ struct uffdwp_test_hooks {
 	 * with -ENOMEM, and with 2 so does registering it on the synchronous
 	 * one (a move back after a snapshot that fails both ways). */
 	int async_arm_fails;
+	/* uffd_async's ungated move to the synchronous userfaultfd waits
+	 * this long between protecting the range there and counting its
+	 * pages written: the window in which the handler resolves writes
+	 * that must still be re-protected before the instant. */
+	unsigned int async_ungated_linger_us;
 	/* vmaid.c: do without PROCMAP_QUERY, as before 6.11. */
 	int no_procmap_query;
 	/* The file sink's call at file_fail_point (an enum img_fail_point,
