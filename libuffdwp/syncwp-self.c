@@ -109,15 +109,26 @@ static void leave(void)
 /* Unprotect one page and wake nobody (nothing waits in the kernel). */
 static int unprotect(int uffd, uintptr_t page)
 {
-	int ret;
+	return uffd_writeprotect(uffd, (void *)page, page_size(),
+				 UFFDIO_WRITEPROTECT_MODE_DONTWAKE);
+}
 
-	/* -EAGAIN: an address-space event is being delivered; the
-	 * component's handler thread reads it without any pause. */
-	while ((ret = uffd_writeprotect(uffd, (void *)page, page_size(),
-					UFFDIO_WRITEPROTECT_MODE_DONTWAKE)) ==
-	       -EAGAIN)
-		relax();
-	return ret;
+/*
+ * -EAGAIN from the unprotect: an address-space event (a zap, say) is
+ * being delivered, and only the component's handler thread can read it.
+ * Spinning here in flight starved that thread (four writers on two CPUs
+ * kept it from running for seconds) and held off every collect waiting
+ * for the in-flight count. So: out of flight, a short sleep with the
+ * interrupted mask, and the write faults again. The page is recorded
+ * already, so a harvest meanwhile re-protects and reports it.
+ */
+static void back_off(const void *uctx)
+{
+	struct timespec ts = { 0, 50000 };
+
+	leave();
+	segv_wait_unblocked(uctx);
+	syscall(SYS_nanosleep, &ts, NULL);
 }
 
 /* The self-service look at a SIGBUS (segv.h). */
@@ -128,6 +139,7 @@ static bool self_fault(int sig, siginfo_t *info, void *uctx)
 	struct sync_state *s;
 	struct region *r;
 	uint64_t epoch;
+	int ret;
 
 	(void)sig;
 	/* A userfault gives BUS_ADRERR; machine-check errors are not ours. */
@@ -173,7 +185,12 @@ static bool self_fault(int sig, siginfo_t *info, void *uctx)
 	}
 	/* -ENOENT or -EFAULT: the mapping was replaced or unmapped since;
 	 * the access runs again on whatever is there now. */
-	if (!unprotect(s->uffd, page)) {
+	ret = unprotect(s->uffd, page);
+	if (ret == -EAGAIN) {
+		back_off(uctx);
+		return true;
+	}
+	if (!ret) {
 		cnt_add(s->env.faults, 1);
 		last_page = page;
 		last_state = s;
