@@ -189,7 +189,7 @@ static int register_own(int fd, struct region *r)
 static void unregister_sync(struct sync_state *ss, struct region *r)
 {
 	own_each(r, ss->uffd, OWN_UNREGISTER);
-	uffd_wake(ss->uffd, (void *)r->start, r->end - r->start);
+	syncwp_unregistered(ss, r->start, r->end - r->start);
 }
 
 /* Record as written every page of @r's own spans still mapped. */

@@ -97,7 +97,7 @@ static int sync_track(struct backend_ctx *ctx, struct region *r)
 	syncwp_resume(s);
 	if (ret) {
 		uffd_unregister(s->uffd, (void *)r->start, len);
-		uffd_wake(s->uffd, (void *)r->start, len);
+		syncwp_unregistered(s, r->start, len);
 		syncwp_detach(s, r);
 	}
 	return ret;
@@ -111,7 +111,7 @@ static void sync_untrack(struct backend_ctx *ctx, struct region *r)
 	 * MISSING registrations: wake write-protect waiters ourselves. */
 	syncwp_pause(s);
 	uffd_unregister(s->uffd, (void *)r->start, r->end - r->start);
-	uffd_wake(s->uffd, (void *)r->start, r->end - r->start);
+	syncwp_unregistered(s, r->start, r->end - r->start);
 	syncwp_resume(s);
 	syncwp_detach(s, r);
 }

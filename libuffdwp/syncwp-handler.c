@@ -45,6 +45,9 @@ struct handler {
 	uintptr_t pages[RETRY_CAP];
 	uintptr_t retry[RETRY_CAP];
 	size_t nretry;
+	/* s->regen when the oldest message of the batch was read: the
+	 * batch is stale once it moved on (syncwp_unregistered()). */
+	uint64_t regen;
 	struct wp_op prot[RETRY_CAP], unprot[RETRY_CAP];
 	struct wpbatch batch;
 };
@@ -141,6 +144,20 @@ static void handle_event(struct handler *h, struct region_set *set,
 }
 
 /*
+ * A batch read before an unregister (syncwp_unregistered()): its writers
+ * were woken and retry under whatever watches their range now, so none of
+ * its pages is recorded; waking them again costs a still-protected
+ * writer one more fault, whose fresh message is then resolved.
+ */
+static void drop_stale(struct handler *h, const uintptr_t *pages, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		uffd_wake(h->s->uffd, (void *)pages[i], page_size());
+}
+
+/*
  * Record and resolve @n deduplicated pages. Returns -EBUSY if a collect
  * holds resolution, -EAGAIN if the kernel refused an unprotect while an
  * event was being delivered; the pages then go to the retry list. Pages a
@@ -166,6 +183,13 @@ static int resolve(struct handler *h, uintptr_t *pages, size_t n,
 	if (!uffdwp_test_hooks.break_sync_collect &&
 	    pthread_rwlock_tryrdlock(&s->resolve))
 		return -EBUSY;
+	/* Stable while resolve is held: the pausing paths unregister. */
+	if (h->regen != __atomic_load_n(&s->regen, __ATOMIC_SEQ_CST)) {
+		drop_stale(h, pages, n);
+		if (!uffdwp_test_hooks.break_sync_collect)
+			pthread_rwlock_unlock(&s->resolve);
+		return 0;
+	}
 	urcu_bp_read_lock();
 	set = rcu_dereference(*s->env.regions);
 	for (i = 0; i < n; i++) {
@@ -265,6 +289,10 @@ static void *handler_main(void *arg)
 		__atomic_fetch_add(&s->reading, 1, __ATOMIC_SEQ_CST);
 		if (pfd[0].revents && room)
 			got = read(s->uffd, h->msgs, room * sizeof(h->msgs[0]));
+		/* After the read: a message of a fault under a registration
+		 * newer than the tag can never be taken for stale. */
+		if (!np)
+			h->regen = __atomic_load_n(&s->regen, __ATOMIC_SEQ_CST);
 		n = got > 0 ? (size_t)got / sizeof(h->msgs[0]) : 0;
 		for (i = 0; i < n; i++) {
 			const struct uffd_msg *m = &h->msgs[i];

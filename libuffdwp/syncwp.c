@@ -301,6 +301,14 @@ void syncwp_quiesce_events(struct sync_state *s)
 		sched_yield();
 }
 
+void syncwp_unregistered(struct sync_state *s, uintptr_t lo, size_t len)
+{
+	uffd_wake(s->uffd, (void *)lo, len);
+	/* After the wake: a message read between the unregister and the
+	 * wake is then stale too (the wake woke its writer). */
+	__atomic_fetch_add(&s->regen, 1, __ATOMIC_SEQ_CST);
+}
+
 void syncwp_kick(struct sync_state *s)
 {
 	uint64_t one = 1;

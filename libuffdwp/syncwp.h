@@ -63,6 +63,10 @@ struct sync_state {
 	bool self;
 	int self_paused; /* a pause in progress: self-service waits */
 	uint64_t epoch; /* bumped around each protect (syncwp-self.c) */
+	/* Bumped by syncwp_unregistered(): fault messages read before it
+	 * may be of a range since unregistered, whose writers were woken
+	 * and write under whatever watches the range next. */
+	uint64_t regen;
 	struct sync_env env;
 	/* Handlers hold it shared while they record and resolve; a collect
 	 * holds it exclusive, which pauses resolution (invariant 3.3). */
@@ -108,6 +112,16 @@ struct wp_target syncwp_target(struct sync_state *s);
 /* The fault handlers' unprotect: a page whose range went away since its
  * fault (-ENOENT) is resolved by a wake alone. */
 struct wp_target syncwp_resolve_target(struct sync_state *s);
+
+/*
+ * After unregistering [@lo, @lo + @len) from @s->uffd: wake its writers
+ * (the kernel wakes only MISSING waiters on unregister), and make every
+ * fault message read so far stale. A stale message's writer retries its
+ * write under whatever watches the range next, so recording its page would
+ * report a write that never happened in the next period; handlers wake such
+ * writers instead (syncwp-handler.c).
+ */
+void syncwp_unregistered(struct sync_state *s, uintptr_t lo, size_t len);
 
 /* Give PTE-less pages the zero page, so write-protect sticks to them. */
 int syncwp_populate(struct sync_state *s, uintptr_t start, size_t len);

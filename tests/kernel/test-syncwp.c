@@ -7,7 +7,8 @@
  * before the write lands and can hold the writer until it kicks; events
  * reach the range's marks and then its observer; a harvest moves the
  * recorded pages to pending, re-protected, and runs the instant while
- * resolution is paused.
+ * resolution is paused. A fault read before its range was unregistered
+ * is stale and never recorded.
  *
  * Self-service (UFFD_FEATURE_SIGBUS): the writing thread's own SIGBUS
  * records and resolves its fault before the write returns, with no
@@ -159,6 +160,42 @@ START_TEST(fault_recorded_and_resolved)
 	g.mem[3 * ps] = 8; /* unprotected now: no second fault */
 	sleep_ms(20);
 	ck_assert_uint_eq(__atomic_load_n(&g.faults, __ATOMIC_RELAXED), 1);
+	rig_down(&g);
+}
+END_TEST
+
+/*
+ * A fault message the handler read before its range was unregistered is
+ * stale: the unregister woke its writer, who wrote with nothing watching.
+ * Recording the page at the retry after the pause reported a write in a
+ * period that had none (on uffd_async, an incremental snapshot one page
+ * larger than what was written, after a move back).
+ */
+START_TEST(stale_fault_after_unregister_not_recorded)
+{
+	struct rig g;
+	struct writer w;
+	size_t i;
+
+	rig_up(&g);
+	syncwp_pause(g.s);
+	write_from_thread(&w, g.mem + 5 * ps, 9);
+	/* Time for the handler to read the message and find resolution
+	 * paused: the page waits in its retry list. */
+	sleep_ms(200);
+	ck_assert_int_eq(atomic_load(&w.done), 0);
+	ck_assert_int_eq(uffd_unregister(g.s->uffd, g.mem, NPAGES * ps), 0);
+	syncwp_unregistered(g.s, (uintptr_t)g.mem, NPAGES * ps);
+	pthread_join(w.tid, NULL);
+	ck_assert_int_eq(g.mem[5 * ps], 9);
+	syncwp_resume(g.s);
+	sleep_ms(200);
+	syncwp_pause(g.s);
+	for (i = 0; i < NPAGES; i++)
+		ck_assert_msg(!dirtymap_test(&g.r->recorded, i),
+			      "page %zu recorded from a stale message", i);
+	ck_assert_uint_eq(__atomic_load_n(&g.faults, __ATOMIC_RELAXED), 0);
+	syncwp_resume(g.s);
 	rig_down(&g);
 }
 END_TEST
@@ -462,6 +499,7 @@ int main(void)
 	tcase_add_test(tc, observer_holds_until_kick);
 	tcase_add_test(tc, event_marks_then_observer);
 	tcase_add_test(tc, harvest_reprotects_and_runs_instant);
+	tcase_add_test(tc, stale_fault_after_unregister_not_recorded);
 	suite_add_tcase(s, tc);
 	if (caps.uffd_features & UFFD_FEATURE_SIGBUS) {
 		TCase *self = tcase_create("self-service");
