@@ -39,7 +39,8 @@
  *   self-service mode (#UFFDWP_CTX_SELF_SERVICE), which tracks through
  *   `SIGBUS` exactly as mprotect does through `SIGSEGV`: uffdwp_track()
  *   refuses with -EDEADLK while a thread blocks `SIGBUS`, unless the caller
- *   passes #UFFDWP_TRACK_SIGSEGV_BLOCKERS, and such a thread that writes a
+ *   passes #UFFDWP_TRACK_SIGNAL_BLOCKERS (the same flag as
+ *   #UFFDWP_TRACK_SIGSEGV_BLOCKERS), and such a thread that writes a
  *   tracked range kills the process.
  *
  * Signals, and programs that stop the world with them (garbage collectors,
@@ -402,6 +403,12 @@ enum uffdwp_track_flags {
 	 * backends ignore it.
 	 */
 	UFFDWP_TRACK_SIGSEGV_BLOCKERS = 1u << 1,
+	/**
+	 * #UFFDWP_TRACK_SIGSEGV_BLOCKERS under a name that covers both
+	 * signals it is about: `SIGSEGV` on mprotect, `SIGBUS` on the
+	 * self-service mode. The same bit; either name may be used.
+	 */
+	UFFDWP_TRACK_SIGNAL_BLOCKERS = UFFDWP_TRACK_SIGSEGV_BLOCKERS,
 };
 
 /**
@@ -556,7 +563,7 @@ const char *uffdwp_ctx_backend_reason(const struct uffdwp_ctx *ctx);
  *         below); -EMFILE or -ENFILE out of file descriptors (the library
  *         reads /proc/self/maps); -EDEADLK on mprotect a thread of the
  *         process blocks `SIGSEGV` (on uffd_sync's self-service mode,
- *         `SIGBUS`) and @p flags lack #UFFDWP_TRACK_SIGSEGV_BLOCKERS (see
+ *         `SIGBUS`) and @p flags lack #UFFDWP_TRACK_SIGNAL_BLOCKERS (see
  *         the top of this header); -ECHILD after fork; -ENOMEM.
  * @note Thread-safe; serialised with the other calls on @p ctx.
  */

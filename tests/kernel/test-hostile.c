@@ -422,8 +422,9 @@ START_TEST(self_refuses_while_a_thread_blocks_sigbus)
 
 	writer_start(&w, other);
 	ck_assert_int_eq(uffdwp_track(ctx, mem, NPAGES * ps, 0), -EDEADLK);
+	/* The flag's name for both signals. */
 	ck_assert_int_eq(uffdwp_track(ctx, mem, NPAGES * ps,
-				      UFFDWP_TRACK_SIGSEGV_BLOCKERS),
+				      UFFDWP_TRACK_SIGNAL_BLOCKERS),
 			 0);
 	*(volatile char *)(mem + ps) = 1;
 	ck_assert_int_eq(uffdwp_collect(ctx, mark_run, NULL), 1);
