@@ -173,13 +173,53 @@ static int note_run(void *arg, void *addr, size_t len)
 	return 0;
 }
 
-START_TEST(segv_blocked_writer_survives_snapshots)
+/* A uffd_async context tracking NPAGES populated pages, and a buffer of
+ * the same size for images. */
+static struct uffdwp_ctx *async_tracking(char **mem, char **img)
 {
 	struct uffdwp_ctx_opts o = { .sz = sizeof(o),
 				     .backend = UFFDWP_BACKEND_UFFD_ASYNC };
+	struct uffdwp_ctx *ctx;
+
+	*mem = mmap(NULL, NPAGES * ps, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	*img = mmap(NULL, NPAGES * ps, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	ck_assert_ptr_ne(*mem, MAP_FAILED);
+	ck_assert_ptr_ne(*img, MAP_FAILED);
+	ck_assert_int_eq(uffdwp_ctx_new(&o, &ctx), 0);
+	ck_assert_int_eq(uffdwp_track(ctx, *mem, NPAGES * ps, 0), 0);
+	return ctx;
+}
+
+static void async_tracking_free(struct uffdwp_ctx *ctx, char *mem, char *img)
+{
+	uffdwp_ctx_free(ctx);
+	munmap(mem, NPAGES * ps);
+	munmap(img, NPAGES * ps);
+}
+
+/* A whole snapshot of @mem into @img, exact and point in time. */
+static void snapshot_checked(struct uffdwp_ctx *ctx, char *mem, char *img)
+{
 	struct uffdwp_snapshot_status st = { .sz = sizeof(st) };
 	struct uffdwp_snapshot *snap;
 	struct uffdwp_sink *sink;
+
+	ck_assert_int_eq(uffdwp_sink_memory_new(img, NPAGES * ps, &sink), 0);
+	ck_assert_int_eq(uffdwp_snapshot_start(ctx, mem, NPAGES * ps, sink,
+					       NULL, &snap),
+			 0);
+	ck_assert_int_eq(uffdwp_snapshot_wait(snap, 30000), 0);
+	ck_assert_int_eq(uffdwp_snapshot_status(snap, &st), 0);
+	ck_assert_int_eq(st.consistency, UFFDWP_CONSISTENCY_EXACT);
+	uffdwp_snapshot_free(snap);
+	uffdwp_sink_free(sink);
+	check_point_in_time(img);
+}
+
+START_TEST(segv_blocked_writer_survives_snapshots)
+{
 	struct uffdwp_ctx *ctx;
 	struct writer w;
 	struct seen seen;
@@ -187,27 +227,10 @@ START_TEST(segv_blocked_writer_survives_snapshots)
 	char *mem, *img;
 	int i;
 
-	mem = mmap(NULL, NPAGES * ps, PROT_READ | PROT_WRITE,
-		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-	img = mmap(NULL, NPAGES * ps, PROT_READ | PROT_WRITE,
-		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-	ck_assert_ptr_ne(mem, MAP_FAILED);
-	ck_assert_ptr_ne(img, MAP_FAILED);
-	ck_assert_int_eq(uffdwp_ctx_new(&o, &ctx), 0);
-	ck_assert_int_eq(uffdwp_track(ctx, mem, NPAGES * ps, 0), 0);
+	ctx = async_tracking(&mem, &img);
 	writer_start(&w, mem);
 	for (i = 0; i < SNAPSHOTS; i++) {
-		ck_assert_int_eq(
-			uffdwp_sink_memory_new(img, NPAGES * ps, &sink), 0);
-		ck_assert_int_eq(uffdwp_snapshot_start(ctx, mem, NPAGES * ps,
-						       sink, NULL, &snap),
-				 0);
-		ck_assert_int_eq(uffdwp_snapshot_wait(snap, 30000), 0);
-		ck_assert_int_eq(uffdwp_snapshot_status(snap, &st), 0);
-		ck_assert_int_eq(st.consistency, UFFDWP_CONSISTENCY_EXACT);
-		uffdwp_snapshot_free(snap);
-		uffdwp_sink_free(sink);
-		check_point_in_time(img);
+		snapshot_checked(ctx, mem, img);
 		ck_assert_int_ge(uffdwp_collect(ctx, mark_run, NULL), 0);
 	}
 	/* Nothing written since a collect goes unreported, moves or not. */
@@ -223,9 +246,7 @@ START_TEST(segv_blocked_writer_survives_snapshots)
 		ck_assert_msg(seen.page[page_of(k)],
 			      "page %zu written (write %llu) not reported",
 			      page_of(k), (unsigned long long)k);
-	uffdwp_ctx_free(ctx);
-	munmap(mem, NPAGES * ps);
-	munmap(img, NPAGES * ps);
+	async_tracking_free(ctx, mem, img);
 }
 END_TEST
 
@@ -238,41 +259,19 @@ END_TEST
  */
 START_TEST(ungated_move_is_point_in_time)
 {
-	struct uffdwp_ctx_opts o = { .sz = sizeof(o),
-				     .backend = UFFDWP_BACKEND_UFFD_ASYNC };
-	struct uffdwp_snapshot *snap;
-	struct uffdwp_sink *sink;
 	struct uffdwp_ctx *ctx;
 	struct writer w;
 	char *mem, *img;
 	int i;
 
-	mem = mmap(NULL, NPAGES * ps, PROT_READ | PROT_WRITE,
-		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-	img = mmap(NULL, NPAGES * ps, PROT_READ | PROT_WRITE,
-		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-	ck_assert_ptr_ne(mem, MAP_FAILED);
-	ck_assert_ptr_ne(img, MAP_FAILED);
-	ck_assert_int_eq(uffdwp_ctx_new(&o, &ctx), 0);
-	ck_assert_int_eq(uffdwp_track(ctx, mem, NPAGES * ps, 0), 0);
+	ctx = async_tracking(&mem, &img);
 	uffdwp_test_hooks.async_ungated_linger_us = 20000;
 	writer_start(&w, mem);
-	for (i = 0; i < 5; i++) {
-		ck_assert_int_eq(
-			uffdwp_sink_memory_new(img, NPAGES * ps, &sink), 0);
-		ck_assert_int_eq(uffdwp_snapshot_start(ctx, mem, NPAGES * ps,
-						       sink, NULL, &snap),
-				 0);
-		ck_assert_int_eq(uffdwp_snapshot_wait(snap, 30000), 0);
-		uffdwp_snapshot_free(snap);
-		uffdwp_sink_free(sink);
-		check_point_in_time(img);
-	}
+	for (i = 0; i < 5; i++)
+		snapshot_checked(ctx, mem, img);
 	writer_stop(&w);
 	uffdwp_test_hooks.async_ungated_linger_us = 0;
-	uffdwp_ctx_free(ctx);
-	munmap(mem, NPAGES * ps);
-	munmap(img, NPAGES * ps);
+	async_tracking_free(ctx, mem, img);
 }
 END_TEST
 
