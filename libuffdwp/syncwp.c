@@ -37,15 +37,28 @@
 #define MADV_POPULATE_READ 22 /* 5.14 */
 #endif
 
-/* A protect may give a resolved page its protection back: a new epoch
+/*
+ * A protect may give a resolved page its protection back: a new epoch
  * before and after it, so that a self-service handler that read the epoch
  * in between does not take the page's next fault for a repeat (see
- * syncwp-self.c). */
+ * syncwp-self.c). Epochs are drawn from one process-wide count: a state
+ * allocated where a freed one was, tracking the same addresses, must not
+ * meet that one's epochs again (a thread's last resolved page would look
+ * like a repeat, and go to the program's handler). A state's epoch only
+ * grows, whatever order concurrent protects store in.
+ */
+static uint64_t epochs;
+
 static void new_epoch(int *uffd)
 {
 	struct sync_state *s = container_of(uffd, struct sync_state, uffd);
+	uint64_t e = __atomic_add_fetch(&epochs, 1, __ATOMIC_SEQ_CST);
+	uint64_t cur = __atomic_load_n(&s->epoch, __ATOMIC_SEQ_CST);
 
-	__atomic_fetch_add(&s->epoch, 1, __ATOMIC_SEQ_CST);
+	while (cur < e &&
+	       !__atomic_compare_exchange_n(&s->epoch, &cur, e, false,
+					    __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+		;
 }
 
 static int sync_protect_run(int fd, uintptr_t start, size_t len)

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Tracking suite: address-space events on tracked ranges (zaps, mprotect,
- * unmap and mremap, a foreign mapping inside), and fork's -ECHILD.
+ * unmap and mremap, a foreign mapping inside), a new context where a freed
+ * one was, and fork's -ECHILD.
  */
 #include "track-common.h"
 
@@ -124,6 +125,35 @@ START_TEST(unmap_and_mremap)
 }
 END_TEST
 
+/*
+ * A context made right after one was freed, tracking memory mapped where
+ * the old one's was: the allocator and mmap hand out the same addresses,
+ * and the first write is still a first write. (Self-service once took it
+ * for a repeat of the old context's last fault, and killed the program.)
+ */
+START_TEST(new_context_where_freed_one_was)
+{
+	int b = backends[_i];
+	struct uffdwp_ctx *ctx;
+	unsigned int round;
+	size_t n;
+	char *p;
+
+	NEED_BACKEND(b);
+	for (round = 0; round < 3; round++) {
+		ctx = new_ctx(b);
+		p = map(4, PROT_READ | PROT_WRITE);
+		memset(p, 1, 4 * ps);
+		ck_assert_int_eq(uffdwp_track(ctx, p, 4 * ps, 0), 0);
+		p[0] = 2;
+		n = 0;
+		ck_assert_int_eq(uffdwp_collect(ctx, count_run, &n), 1);
+		uffdwp_ctx_free(ctx);
+		munmap(p, 4 * ps);
+	}
+}
+END_TEST
+
 /* A mapping the program puts inside a tracked range is not tracked, and
  * must not cost the pages around it their tracking. */
 START_TEST(foreign_mapping_inside_range)
@@ -204,8 +234,8 @@ void track_events_cases(Suite *s, const char *tag, int i)
 		{ "events",
 		  60,
 		  { dontneed_counts_as_dirty, mprotect_roundtrip_keeps_tracking,
-		    unmap_and_mremap, fork_child_gets_echild,
-		    foreign_mapping_inside_range } },
+		    unmap_and_mremap, new_context_where_freed_one_was,
+		    fork_child_gets_echild, foreign_mapping_inside_range } },
 	};
 
 	test_add_groups(s, tag, i, groups, ARRAY_LEN(groups));
