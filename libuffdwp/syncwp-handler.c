@@ -24,6 +24,7 @@
 #include "segv.h"
 #include "shadow-alloc.h"
 #include "syncwp-handler.h"
+#include "syncwp-self.h"
 #include "testhooks.h"
 #include "sys-uffd.h"
 
@@ -287,6 +288,8 @@ static void *handler_main(void *arg)
 		room = (RETRY_CAP - np) < MSGS ? RETRY_CAP - np : MSGS;
 		got = 0;
 		__atomic_fetch_add(&s->reading, 1, __ATOMIC_SEQ_CST);
+		if (s->self)
+			syncwp_self_events(true);
 		if (pfd[0].revents && room)
 			got = read(s->uffd, h->msgs, room * sizeof(h->msgs[0]));
 		/* After the read: a message of a fault under a registration
@@ -302,11 +305,14 @@ static void *handler_main(void *arg)
 						 ~(uint64_t)(page_size() - 1);
 				continue;
 			}
+			testhook_hold(HOLD_SYNC_EVENT);
 			urcu_bp_read_lock();
 			set = rcu_dereference(*s->env.regions);
 			handle_event(h, set, m);
 			urcu_bp_read_unlock();
 		}
+		if (s->self)
+			syncwp_self_events(false);
 		__atomic_fetch_sub(&s->reading, 1, __ATOMIC_SEQ_CST);
 		np = dedupe(h->pages, np);
 		ret = resolve(h, h->pages, np, &nd);

@@ -58,6 +58,15 @@ static unsigned long pausing;
  */
 static uint64_t last_removal_ns;
 #define REMOVAL_GRACE_NS (50ULL * 1000 * 1000)
+/*
+ * Handler threads of self-service states between reading events and
+ * marking them. mremap(2) returns once its UFFD_EVENT_REMAP is read, but
+ * the moved VMA stays registered, its pages write-protected, until the
+ * handler thread has unregistered it: a write there meanwhile faults at an
+ * address in no range, and must wait for the event, not go to the
+ * program's handler (for which that is a SIGBUS out of nowhere).
+ */
+static unsigned long events_reading;
 
 /*
  * The last page this thread's handler resolved, and the state's epoch
@@ -150,6 +159,13 @@ static bool self_fault(int sig, siginfo_t *info, void *uctx)
 	e = lookup(__atomic_load_n(&table, __ATOMIC_SEQ_CST), addr);
 	if (!e) {
 		leave();
+		if (__atomic_load_n(&events_reading, __ATOMIC_SEQ_CST)) {
+			segv_wait_unblocked(uctx);
+			while (__atomic_load_n(&events_reading,
+					       __ATOMIC_SEQ_CST))
+				relax();
+			return true;
+		}
 		return now_ns() - __atomic_load_n(&last_removal_ns,
 						  __ATOMIC_SEQ_CST) <
 		       REMOVAL_GRACE_NS;
@@ -266,6 +282,14 @@ void syncwp_self_resume(struct sync_state *s)
 	__atomic_fetch_sub(&pausing, 1, __ATOMIC_SEQ_CST);
 }
 
+void syncwp_self_events(bool on)
+{
+	if (on)
+		__atomic_fetch_add(&events_reading, 1, __ATOMIC_SEQ_CST);
+	else
+		__atomic_fetch_sub(&events_reading, 1, __ATOMIC_SEQ_CST);
+}
+
 void syncwp_self_atfork(enum fork_phase phase)
 {
 	switch (phase) {
@@ -284,6 +308,7 @@ void syncwp_self_atfork(enum fork_phase phase)
 		table = NULL;
 		__atomic_store_n(&inflight, 0, __ATOMIC_SEQ_CST);
 		__atomic_store_n(&pausing, 0, __ATOMIC_SEQ_CST);
+		__atomic_store_n(&events_reading, 0, __ATOMIC_SEQ_CST);
 		pthread_mutex_unlock(&table_lock);
 		break;
 	}

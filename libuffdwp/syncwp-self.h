@@ -20,5 +20,8 @@ void syncwp_self_remove(struct region *r);
 void syncwp_self_pause(struct sync_state *s);
 void syncwp_self_resume(struct sync_state *s);
 void syncwp_self_atfork(enum fork_phase phase);
+/* A handler thread of a self-service state starts (@on) or ends reading
+ * and marking address-space events. */
+void syncwp_self_events(bool on);
 
 #endif /* UFFDWP_SYNCWP_SELF_H */

@@ -23,6 +23,8 @@ enum hold_window {
 	HOLD_MPROTECT_PAUSE, /* mprotect collect, handlers paused */
 	HOLD_SELF_HANDLER, /* self-service SIGBUS handler, in flight */
 	HOLD_SYNC_PAUSE, /* fault resolution paused (uffd_sync, moves) */
+	HOLD_SYNC_EVENT, /* a handler thread between reading and marking an
+			  * address-space event */
 	HOLD_GATE_CLOSED, /* a gate closed, writers held */
 	HOLD_RCU_READ, /* a program thread's read-side section (stats) */
 	/* Not a window: snapshot_start() between starting its copiers and

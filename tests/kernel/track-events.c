@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Tracking suite: address-space events on tracked ranges (zaps, mprotect,
- * unmap and mremap, a foreign mapping inside), a new context where a freed
- * one was, and fork's -ECHILD.
+ * unmap and mremap, a write the instant after mremap, a foreign mapping
+ * inside), and fork's -ECHILD.
  */
 #include "track-common.h"
 
@@ -126,6 +126,51 @@ START_TEST(unmap_and_mremap)
 END_TEST
 
 /*
+ * A write to a range the instant mremap(2) moved it, with the handler
+ * thread held between reading UFFD_EVENT_REMAP and releasing the moved
+ * mapping. With MREMAP_DONTUNMAP no unmap event follows, so mremap has
+ * returned while the pages there are still write-protected. The write must
+ * wait for the release, not die of SIGBUS (self-service) or stay blocked.
+ */
+START_TEST(write_right_after_mremap)
+{
+	int b = backends[_i];
+	struct uffdwp_ctx *ctx;
+	char *q, *dst;
+	size_t n = 0;
+
+	NEED_BACKEND(b);
+	if (b == UFFDWP_BACKEND_MPROTECT) {
+		printf("mprotect: ranges must be untracked before mremap (documented)\n");
+		return;
+	}
+	ctx = new_ctx(b);
+	q = map(8, PROT_READ | PROT_WRITE);
+	dst = map(8, PROT_READ | PROT_WRITE);
+	memset(q, 1, 8 * ps);
+	ck_assert_int_eq(uffdwp_track(ctx, q, 8 * ps, 0), 0);
+	uffdwp_test_hooks.hold_ms = 100;
+	uffdwp_test_hooks.held = HOLD_NONE;
+	uffdwp_test_hooks.hold = HOLD_SYNC_EVENT;
+	ck_assert_ptr_eq(
+		mremap(q, 8 * ps, 8 * ps,
+		       MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, dst),
+		dst);
+	memset(dst, 9, 8 * ps);
+	uffdwp_test_hooks.hold = HOLD_NONE;
+	/* The handler thread did hold the window the write fell into. */
+	if (b == UFFDWP_BACKEND_UFFD_SYNC)
+		ck_assert_int_eq(uffdwp_test_hooks.held, HOLD_SYNC_EVENT);
+	ck_assert_int_eq(dst[0], 9);
+	ck_assert_int_ge(uffdwp_collect(ctx, count_run, &n), 0);
+	ck_assert_int_eq(uffdwp_untrack(ctx, q, 8 * ps), 0);
+	uffdwp_ctx_free(ctx);
+	munmap(q, 8 * ps);
+	munmap(dst, 8 * ps);
+}
+END_TEST
+
+/*
  * A context made right after one was freed, tracking memory mapped where
  * the old one's was: the allocator and mmap hand out the same addresses,
  * and the first write is still a first write. (Self-service once took it
@@ -234,8 +279,9 @@ void track_events_cases(Suite *s, const char *tag, int i)
 		{ "events",
 		  60,
 		  { dontneed_counts_as_dirty, mprotect_roundtrip_keeps_tracking,
-		    unmap_and_mremap, new_context_where_freed_one_was,
-		    fork_child_gets_echild, foreign_mapping_inside_range } },
+		    unmap_and_mremap, write_right_after_mremap,
+		    new_context_where_freed_one_was, fork_child_gets_echild,
+		    foreign_mapping_inside_range } },
 	};
 
 	test_add_groups(s, tag, i, groups, ARRAY_LEN(groups));
