@@ -47,10 +47,15 @@
  * writers outnumber CPUs, so the fault path, the single handler thread
  * and the copiers all compete for them. */
 #define SNAP_BUSY_WRITERS 4
+/* AUTO's backend, the other userfaultfd one, uffd_sync's self-service. */
+#define SNAP_SOURCES 3
 
 struct snapsrc {
 	int backend;
-	const char *suffix; /* "" for AUTO's backend, "_sync"/"_async" */
+	unsigned int flags; /* the context's: UFFDWP_CTX_SELF_SERVICE */
+	const char *name; /* NULL: the backend's */
+	/* "" for AUTO's backend, "_sync"/"_async", "_selfservice" */
+	const char *suffix;
 	char *src;
 	struct uffdwp_ctx *ctx;
 };
@@ -62,7 +67,7 @@ struct snapbench {
 	struct uffdwp_sink timed; /* the same, noting when it ends */
 	uint64_t end_ns;
 	int nb;
-	struct snapsrc b[2]; /* [0]: the backend AUTO picks */
+	struct snapsrc b[SNAP_SOURCES]; /* [0]: the backend AUTO picks */
 };
 
 struct snaprun {
@@ -183,12 +188,41 @@ static double snap_once(struct snapbench *sb, const struct snapsrc *b,
 /* Contexts of AUTO's backend and of the other uffd backend, tracking the
  * two sources; each takes one untimed snapshot (lazy setup, first touch
  * of the library's buffers). */
+static const char *sname(const struct snapsrc *b)
+{
+	return b->name ? b->name : bname(b->backend);
+}
+
+static struct uffdwp_ctx *snap_ctx_new(const struct snapsrc *b, bool is_auto,
+				       const char *section)
+{
+	struct uffdwp_ctx_opts o = {
+		.sz = sizeof(o),
+		.backend = b->backend,
+		.handler_threads = 1,
+		.flags = b->flags,
+	};
+	struct uffdwp_ctx *ctx = NULL;
+	int err;
+
+	if (!b->flags)
+		return lib_new(is_auto ? UFFDWP_BACKEND_AUTO : b->backend,
+			       section);
+	err = uffdwp_ctx_new(&o, &ctx);
+	if (err < 0) {
+		printf("  skipped %s: uffdwp_ctx_new(%s): %s\n", section,
+		       sname(b), strerror(-err));
+		return NULL;
+	}
+	return ctx;
+}
+
 static bool snap_ctxs(struct snapbench *sb, const char *section)
 {
 	for (int k = 0; k < sb->nb; k++) {
 		struct snapsrc *b = &sb->b[k];
 
-		b->ctx = lib_new(k ? b->backend : UFFDWP_BACKEND_AUTO, section);
+		b->ctx = snap_ctx_new(b, !k, section);
 		if (!b->ctx || !lib_track(b->ctx, b->src, sb->len, section))
 			return false;
 		snap_once(sb, b, 0, NULL, NULL);
@@ -206,16 +240,18 @@ static void snap_check_image(struct snapbench *sb, const struct snapsrc *b)
 {
 	if (memcmp(sb->dst, b->src, sb->len))
 		printf("  ! %s snapshot image differs from the idle source\n",
-		       bname(b->backend));
+		       sname(b));
 }
 
 static void snap_idle_pass(struct snapbench *sb, int reps)
 {
 	/* Op 0 is memcpy; then each context with default copiers and 1. */
 	int nops = 1 + 2 * sb->nb;
-	double *t[5] = { NULL }, *hold[5] = { NULL }, *shut[5] = { NULL };
+	double *t[1 + 2 * SNAP_SOURCES] = { NULL };
+	double *hold[1 + 2 * SNAP_SOURCES] = { NULL };
+	double *shut[1 + 2 * SNAP_SOURCES] = { NULL };
 	double gb = (double)sb->len / 1e9;
-	uint64_t flt[5] = { 0 };
+	uint64_t flt[1 + 2 * SNAP_SOURCES] = { 0 };
 
 	for (int i = 0; i < nops; i++) {
 		t[i] = xcalloc((size_t)reps, sizeof(double));
@@ -256,7 +292,7 @@ static void snap_idle_pass(struct snapbench *sb, int reps)
 		       "(%.1f ms, of which the start held writers off %.1f "
 		       "ms; closing the window after wait() took %.1f ms "
 		       "more), 1 copier %.2f GB/s (%.1f ms)%s\n",
-		       bname(b->backend), gb / med(t[d], (size_t)reps) * 1e9,
+		       sname(b), gb / med(t[d], (size_t)reps) * 1e9,
 		       med(t[d], (size_t)reps) / 1e6,
 		       med(hold[d], (size_t)reps) / 1e6,
 		       med(shut[d], (size_t)reps) / 1e6,
@@ -327,7 +363,7 @@ static double snap_busy(struct snapbench *sb, const struct snapsrc *b, int nw,
 		sched_yield();
 	__atomic_store_n(&go, 1, __ATOMIC_RELEASE);
 	snap_go(sb, b, sb->sink, 0, &run);
-	snap_finish(&run, bname(b->backend));
+	snap_finish(&run, sname(b));
 	__atomic_store_n(&stop, 1, __ATOMIC_RELEASE);
 	*writes = 0;
 	for (int i = 0; i < nw; i++) {
@@ -372,10 +408,10 @@ static void snap_busy_pass(struct snapbench *sb, int reps)
 		       "busy snapshot %.0f writes, %.0f pages copied on the "
 		       "fault path, %.0f faults waited for a copier, %.0f "
 		       "staging full (medians of %d)\n",
-		       bname(b->backend), SNAP_BUSY_WRITERS,
-		       med(it, (size_t)reps) / 1e6, med(bt, (size_t)reps) / 1e6,
-		       med(wr, (size_t)reps), med(fl, (size_t)reps),
-		       med(wa, (size_t)reps), med(sf, (size_t)reps), reps);
+		       sname(b), SNAP_BUSY_WRITERS, med(it, (size_t)reps) / 1e6,
+		       med(bt, (size_t)reps) / 1e6, med(wr, (size_t)reps),
+		       med(fl, (size_t)reps), med(wa, (size_t)reps),
+		       med(sf, (size_t)reps), reps);
 		snprintf(name, sizeof(name), "snapshot_busy_vs_idle_time%s",
 			 b->suffix);
 		print_ratio(name, paired(bt, it, (size_t)reps), 2, false);
@@ -580,7 +616,7 @@ static double lat_snap(struct snapbench *sb, const struct snapsrc *b,
 	sb->end_ns = 0;
 	snap_go(sb, b, &sb->timed, 0, &run);
 	lat_writer_post(w, WCMD_SNAP);
-	snap_finish(&run, bname(b->backend));
+	snap_finish(&run, sname(b));
 	t_end = now_ns();
 	__atomic_store_n(&w->stop, 1, __ATOMIC_RELAXED);
 	lat_writer_wait(w);
@@ -657,7 +693,7 @@ static void snap_latency_pass(struct snapbench *sb, char *rp, int uffd,
 		printf("  %-10s one writer, %s: %.0f first writes per "
 		       "snapshot of %.1f ms, %.0f copied on the fault path, "
 		       "%.0f waited for a copier (medians of %d)%s\n",
-		       bname(b->backend),
+		       sname(b),
 		       pinned ? "every thread on one CPU" : "threads unpinned",
 		       M(nsamp), M(ms), M(faulted), M(waited), reps,
 		       M(nsamp) < 100 ? "; too few samples to compare" : "");
@@ -669,6 +705,25 @@ static void snap_latency_pass(struct snapbench *sb, char *rp, int uffd,
 		       M(lib.p50) / 1e3, M(lib.p99) / 1e3, M(lib.max) / 1e3);
 		printf("INFO snapshot_writer_fault_vs_raw_spinners%s%s %.3f\n",
 		       b->suffix, sfx, paired(lib.p50, rawl.p50, (size_t)reps));
+		if (b->flags & UFFDWP_CTX_SELF_SERVICE) {
+			/* Pinned: the raw handler on the writer's CPU, its
+			 * best case. Unpinned with the busy threads: the
+			 * raw handler wakes behind one, what a program whose
+			 * CPUs are busy pays (the _xcpu of sec_self). */
+			if (pinned)
+				print_ratio("snapshot_writer_fault_selfservice_"
+					    "vs_raw_sync",
+					    paired(lib.p50, raw.p50,
+						   (size_t)reps),
+					    1.0, false);
+			else
+				print_ratio("snapshot_writer_fault_selfservice_"
+					    "vs_raw_sync_xcpu",
+					    paired(lib.p50, rawl.p50,
+						   (size_t)reps),
+					    0.05, false);
+			continue;
+		}
 		snprintf(name, sizeof(name),
 			 "snapshot_writer_fault_vs_raw_sync%s%s", b->suffix,
 			 sfx);
@@ -747,6 +802,18 @@ void sec_snapshot(size_t len, int reps)
 	else
 		printf("  skipped %s: %s\n", bname(other),
 		       caps.backend[other].reason);
+	/* uffd_sync's self-service mode: the pre-image copied in the
+	 * writer's own SIGBUS handler. */
+	if (usable(UFFDWP_BACKEND_UFFD_SYNC) &&
+	    (caps.uffd_features & UFFD_FEATURE_SIGBUS))
+		sb.b[sb.nb++] = (struct snapsrc){
+			.backend = UFFDWP_BACKEND_UFFD_SYNC,
+			.flags = UFFDWP_CTX_SELF_SERVICE,
+			.name = "self-service",
+			.suffix = "_selfservice",
+		};
+	else
+		printf("  skipped self-service: no UFFD_FEATURE_SIGBUS\n");
 	sb.dst = region_map(len, 0);
 	memset(sb.dst, 0, len);
 	for (int k = 0; k < sb.nb; k++) {

@@ -134,10 +134,8 @@ static int sync_snap_begin(struct backend_ctx *ctx,
 {
 	struct region_set *set = ctx->regions;
 
-	/* The pre-image must be copied before the unprotect, and the
-	 * snapshot engine's copy is not async-signal-safe (uffdwp.h). */
-	if (st(ctx)->self)
-		return -EOPNOTSUPP;
+	/* In the self-service mode too: the writer's SIGBUS handler copies
+	 * its page to staging before the unprotect (snapshot.c). */
 	return syncwp_harvest(st(ctx), set->r, set->n, snapshot_publish_instant,
 			      snap);
 }

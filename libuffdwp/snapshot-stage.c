@@ -1,7 +1,22 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The snapshot engine's staging ring: see snapshot-stage.h. */
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include "shadow-alloc.h"
 #include "snapshot-stage.h"
+
+static void stage_lock(struct stage *st)
+{
+	/* Held for a few stores: yield (a plain system call) and retry. */
+	while (__atomic_exchange_n(&st->lock, 1, __ATOMIC_ACQUIRE))
+		syscall(SYS_sched_yield);
+}
+
+static void stage_unlock(struct stage *st)
+{
+	__atomic_store_n(&st->lock, 0, __ATOMIC_RELEASE);
+}
 
 int snapshot_stage_init(struct stage *st, unsigned int n)
 {
@@ -18,7 +33,6 @@ int snapshot_stage_init(struct stage *st, unsigned int n)
 	st->fifo = st->free + n;
 	for (st->nfree = 0; st->nfree < n; st->nfree++)
 		st->free[st->nfree] = n - 1 - st->nfree;
-	pthread_mutex_init(&st->mu, NULL);
 	return 0;
 }
 
@@ -26,7 +40,6 @@ void snapshot_stage_fini(struct stage *st)
 {
 	if (!st->mem)
 		return;
-	pthread_mutex_destroy(&st->mu);
 	shadow_free(st->mem, st->maplen);
 	st->mem = NULL;
 }
@@ -35,49 +48,49 @@ int snapshot_stage_get(struct stage *st)
 {
 	int slot = -1;
 
-	pthread_mutex_lock(&st->mu);
+	stage_lock(st);
 	if (st->nfree)
 		slot = (int)st->free[--st->nfree];
-	pthread_mutex_unlock(&st->mu);
+	stage_unlock(st);
 	return slot;
 }
 
 void snapshot_stage_push(struct stage *st, unsigned int slot, uintptr_t addr)
 {
-	pthread_mutex_lock(&st->mu);
+	stage_lock(st);
 	st->addr[slot] = addr;
 	st->fifo[(st->head + st->count) % st->n] = slot;
 	st->count++;
-	pthread_mutex_unlock(&st->mu);
+	stage_unlock(st);
 }
 
 int snapshot_stage_pop(struct stage *st)
 {
 	int slot = -1;
 
-	pthread_mutex_lock(&st->mu);
+	stage_lock(st);
 	if (st->count) {
 		slot = (int)st->fifo[st->head];
 		st->head = (st->head + 1) % st->n;
 		st->count--;
 	}
-	pthread_mutex_unlock(&st->mu);
+	stage_unlock(st);
 	return slot;
 }
 
 void snapshot_stage_put(struct stage *st, unsigned int slot)
 {
-	pthread_mutex_lock(&st->mu);
+	stage_lock(st);
 	st->free[st->nfree++] = slot;
-	pthread_mutex_unlock(&st->mu);
+	stage_unlock(st);
 }
 
 unsigned int snapshot_stage_filled(struct stage *st)
 {
 	unsigned int n;
 
-	pthread_mutex_lock(&st->mu);
+	stage_lock(st);
 	n = st->count;
-	pthread_mutex_unlock(&st->mu);
+	stage_unlock(st);
 	return n;
 }

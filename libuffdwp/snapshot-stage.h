@@ -4,16 +4,21 @@
  * on the fault path before the sink could take them (the sink had not
  * begun, or gave no place), held until a copier delivers them, oldest
  * first. Not from the heap: handlers write it, and the heap may be tracked.
+ *
+ * Locked with a spin lock, not a mutex: a writer's own SIGBUS handler
+ * stages pages in the self-service mode, where only async-signal-safe
+ * calls may run. Every holder has the asynchronous signals blocked (the
+ * library's threads always, a SIGBUS handler by its mask), so no thread is
+ * ever parked by a signal while it holds the lock.
  */
 #ifndef UFFDWP_SNAPSHOT_STAGE_H
 #define UFFDWP_SNAPSHOT_STAGE_H
 
-#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
 struct stage {
-	pthread_mutex_t mu;
+	int lock;
 	unsigned int n;
 	char *mem; /* n pages */
 	uintptr_t *addr; /* the page each slot holds */

@@ -16,7 +16,14 @@
  *
  * A handler that finds its page claimed by a copier defers the fault and is
  * kicked when the copier is done; with the staging area full it defers too
- * (backpressure). Pages are read with process_vm_readv(2) on our own
+ * (backpressure).
+ *
+ * In the self-service mode the fault handler is the writer's own SIGBUS
+ * handler, where only async-signal-safe code may run: it copies to staging
+ * only (the sink is the program's code), wakes the copiers with a futex
+ * (not the condition variable, whose mutex it could not take), and leaves
+ * a failed copy for a copier to turn into the snapshot's failure. A held
+ * writer backs off and faults again. Pages are read with process_vm_readv(2) on our own
  * process, not memcpy: a range unmapped under a copier gives EFAULT and a
  * cancelled snapshot instead of a SIGSEGV in a library thread.
  *
@@ -30,7 +37,9 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -116,6 +125,13 @@ struct uffdwp_snapshot {
 	pthread_cond_t cv;
 	int failed; /* the first error, once */
 	int cause;
+	/* A copy failed in a SIGBUS handler (self-service), which may not
+	 * take mu: the error, until a copier or the teardown fails the
+	 * snapshot with it. failed() counts it already. */
+	int sig_err;
+	/* Bumped, then woken with FUTEX_WAKE, by whoever gives an idle
+	 * copier work: a signal handler may do both. */
+	unsigned int wake_seq;
 	bool pvr; /* process_vm_readv works */
 	uint64_t t0, t_instant, t_end, start_ns, instant_rt;
 };
@@ -141,8 +157,17 @@ static void phase_set(struct uffdwp_snapshot *snap, enum snap_phase p)
 	__atomic_store_n(&snap->phase, p, __ATOMIC_SEQ_CST);
 }
 
+/* Async-signal-safe: an atomic add and a system call. */
+static void wake_copiers(struct uffdwp_snapshot *snap)
+{
+	__atomic_add_fetch(&snap->wake_seq, 1, __ATOMIC_SEQ_CST);
+	syscall(SYS_futex, &snap->wake_seq, FUTEX_WAKE_PRIVATE, MAX_COPIERS,
+		NULL, NULL, 0);
+}
+
 static void broadcast(struct uffdwp_snapshot *snap)
 {
+	wake_copiers(snap);
 	pthread_mutex_lock(&snap->mu);
 	pthread_cond_broadcast(&snap->cv);
 	pthread_mutex_unlock(&snap->mu);
@@ -162,11 +187,13 @@ static void fail(struct uffdwp_snapshot *snap, int err, int cause)
 		__atomic_store_n(&snap->cause, cause, __ATOMIC_RELEASE);
 	pthread_cond_broadcast(&snap->cv);
 	pthread_mutex_unlock(&snap->mu);
+	wake_copiers(snap);
 }
 
 static bool failed(const struct uffdwp_snapshot *snap)
 {
-	return __atomic_load_n(&snap->failed, __ATOMIC_ACQUIRE) != 0;
+	return __atomic_load_n(&snap->failed, __ATOMIC_ACQUIRE) != 0 ||
+	       __atomic_load_n(&snap->sig_err, __ATOMIC_ACQUIRE) != 0;
 }
 
 static bool complete(const struct uffdwp_snapshot *snap)
@@ -200,6 +227,25 @@ static void fail_copy(struct uffdwp_snapshot *snap, int err)
 		fail(snap, -ECANCELED, UFFDWP_CAUSE_UNMAPPED);
 	else
 		fail(snap, err, UFFDWP_CAUSE_KERNEL);
+}
+
+/* The same from a SIGBUS handler: recorded, and failed() says so at once;
+ * a copier (or the teardown) makes it the outcome (take_sig_err()). */
+static void fail_copy_in_signal(struct uffdwp_snapshot *snap, int err)
+{
+	int zero = 0;
+
+	__atomic_compare_exchange_n(&snap->sig_err, &zero, err, false,
+				    __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+	wake_copiers(snap);
+}
+
+static void take_sig_err(struct uffdwp_snapshot *snap)
+{
+	int err = __atomic_load_n(&snap->sig_err, __ATOMIC_ACQUIRE);
+
+	if (err && !__atomic_load_n(&snap->failed, __ATOMIC_ACQUIRE))
+		fail_copy(snap, err);
 }
 
 static void pages_delivered(struct uffdwp_snapshot *snap, uint64_t n)
@@ -236,15 +282,19 @@ static int deliver(struct uffdwp_snapshot *snap, uintptr_t addr,
 
 /* --- the fault path ----------------------------------------------------- */
 
-/* Copy a claimed page's pre-image; -errno cancels the snapshot. */
+/*
+ * Copy a claimed page's pre-image; -errno cancels the snapshot, 1 means
+ * no staging slot is free. @self: in a SIGBUS handler (only staging, no
+ * lock, no condition variable).
+ */
 static int copy_claimed(struct uffdwp_snapshot *snap, uintptr_t page, size_t i,
-			bool staging_only)
+			bool staging_only, bool self)
 {
 	size_t ps = page_size();
 	void *dst = NULL;
 	int slot = -1, ret;
 
-	if (snap->sink.place && !staging_only)
+	if (snap->sink.place && !staging_only && !self)
 		dst = snap->sink.place(snap->sink.arg, (void *)page, ps);
 	if (!dst) {
 		slot = snapshot_stage_get(&snap->st);
@@ -256,7 +306,10 @@ static int copy_claimed(struct uffdwp_snapshot *snap, uintptr_t page, size_t i,
 	if (ret) {
 		if (slot >= 0)
 			snapshot_stage_put(&snap->st, (unsigned int)slot);
-		fail_copy(snap, ret);
+		if (self)
+			fail_copy_in_signal(snap, ret);
+		else
+			fail_copy(snap, ret);
 		return ret;
 	}
 	syncwp_quiesce_events(snap->s);
@@ -264,7 +317,10 @@ static int copy_claimed(struct uffdwp_snapshot *snap, uintptr_t page, size_t i,
 	cnt_add(&snap->pages_faulted, 1);
 	if (slot >= 0) {
 		snapshot_stage_push(&snap->st, (unsigned int)slot, page);
-		broadcast(snap);
+		if (self)
+			wake_copiers(snap);
+		else
+			broadcast(snap);
 	} else {
 		pages_delivered(snap, 1);
 	}
@@ -278,7 +334,7 @@ static int copy_claimed(struct uffdwp_snapshot *snap, uintptr_t page, size_t i,
  * resolved; 1 when it must wait (a copier holds the page, the staging area
  * is full, or the sink is not ready): a copier kicks the handlers later.
  */
-static int obs_fault(struct wp_observer *o, uintptr_t page)
+static int obs_fault(struct wp_observer *o, uintptr_t page, bool self)
 {
 	struct uffdwp_snapshot *snap =
 		container_of(o, struct uffdwp_snapshot, obs);
@@ -307,7 +363,7 @@ static int obs_fault(struct wp_observer *o, uintptr_t page)
 		__atomic_store_n(&snap->kick, 1, __ATOMIC_SEQ_CST);
 		return dirtymap_test(&snap->done, i) || failed(snap) ? 0 : 1;
 	}
-	ret = copy_claimed(snap, page, i, !open);
+	ret = copy_claimed(snap, page, i, !open, self);
 	if (ret <= 0)
 		return 0; /* copied, or failed: the writer may go on */
 	/* Staging full: give the claim back and wait for a free slot. */
@@ -362,7 +418,7 @@ static int copy_zap_page(void *arg, uintptr_t page)
 	if (dirtymap_test(&snap->done, i))
 		return 0;
 	dirtymap_set(&snap->claim, i);
-	ret = copy_claimed(snap, page, i, true);
+	ret = copy_claimed(snap, page, i, true, false);
 	if (ret > 0)
 		fail(snap, -ECANCELED, UFFDWP_CAUSE_ZAPPED);
 	return ret;
@@ -525,27 +581,29 @@ static void *copier_main(void *arg)
 	struct uffdwp_snapshot *snap = c->snap;
 	char *buf = c->buf;
 	struct timespec ts;
+	unsigned int seq;
 
 	own_thread_started();
 	for (;;) {
+		take_sig_err(snap);
 		if (failed(snap) || complete(snap))
 			break;
 		if (drain_one(snap))
 			continue;
 		if (sweep_one(snap, buf))
 			continue;
-		pthread_mutex_lock(&snap->mu);
+		/* Idle: wait for a wake (a staged page, a failure, the
+		 * last delivery), or look again after a while. The sequence
+		 * is read before looking, so a wake after the look is not
+		 * missed. */
+		seq = __atomic_load_n(&snap->wake_seq, __ATOMIC_SEQ_CST);
 		if (!failed(snap) && !complete(snap) &&
 		    !snapshot_stage_filled(&snap->st)) {
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += IDLE_WAIT_MS * 1000000L;
-			if (ts.tv_nsec >= 1000000000L) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000L;
-			}
-			pthread_cond_timedwait(&snap->cv, &snap->mu, &ts);
+			ts.tv_sec = 0;
+			ts.tv_nsec = IDLE_WAIT_MS * 1000000L;
+			syscall(SYS_futex, &snap->wake_seq, FUTEX_WAIT_PRIVATE,
+				seq, &ts, NULL, 0);
 		}
-		pthread_mutex_unlock(&snap->mu);
 	}
 	/* Staged pages of a failed snapshot are dropped. */
 	while (failed(snap) && drain_one(snap))
@@ -632,6 +690,7 @@ static void teardown(struct uffdwp_snapshot *snap)
 {
 	int err, ret;
 
+	take_sig_err(snap);
 	if (!failed(snap) && !complete(snap))
 		fail(snap, -EIO, UFFDWP_CAUSE_KERNEL); /* cannot happen */
 	check_still_mapped(snap);

@@ -200,7 +200,7 @@ static int resolve(struct handler *h, uintptr_t *pages, size_t n,
 			 * unprotect is even queued. (Stable under the shared
 			 * resolve lock: attached and detached exclusively.) */
 			obs = __atomic_load_n(&r->obs, __ATOMIC_ACQUIRE);
-			if (obs && !late && obs->fault(obs, pages[i])) {
+			if (obs && !late && obs->fault(obs, pages[i], false)) {
 				pages[nd++] = pages[i];
 				continue;
 			}
@@ -238,7 +238,7 @@ static int resolve(struct handler *h, uintptr_t *pages, size_t n,
 			obs = r ? __atomic_load_n(&r->obs, __ATOMIC_ACQUIRE) :
 				  NULL;
 			if (obs)
-				while (obs->fault(obs, pages[i]))
+				while (obs->fault(obs, pages[i], false))
 					sched_yield();
 		}
 		urcu_bp_read_unlock();

@@ -144,7 +144,9 @@ static void back_off(const void *uctx)
 static bool self_fault(int sig, siginfo_t *info, void *uctx)
 {
 	uintptr_t addr = (uintptr_t)info->si_addr, page;
+	bool late = uffdwp_test_hooks.snapshot_unprotect_first;
 	const struct self_entry *e;
+	struct wp_observer *obs;
 	struct sync_state *s;
 	struct region *r;
 	uint64_t epoch;
@@ -188,6 +190,16 @@ static bool self_fault(int sig, siginfo_t *info, void *uctx)
 		leave();
 		return false;
 	}
+	/* Invariant 3.4: a snapshot's pre-image is copied (to staging) and
+	 * marked done before the page is unprotected. Published and
+	 * withdrawn with resolution paused, so stable while in flight. A
+	 * held page (a copier has it, or staging is full): back off and
+	 * fault again. */
+	obs = __atomic_load_n(&r->obs, __ATOMIC_ACQUIRE);
+	if (obs && !late && obs->fault(obs, page, true)) {
+		back_off(uctx);
+		return true;
+	}
 	testhook_hold(HOLD_SELF_HANDLER);
 	/* Record before unprotecting: an unprotected page is always in the
 	 * recorded set, so a harvest cannot miss its writes. */
@@ -202,6 +214,11 @@ static bool self_fault(int sig, siginfo_t *info, void *uctx)
 	/* -ENOENT or -EFAULT: the mapping was replaced or unmapped since;
 	 * the access runs again on whatever is there now. */
 	ret = unprotect(s->uffd, page);
+	if (obs && late)
+		/* Broken on purpose: the copy comes after the unprotect,
+		 * while other threads may write the page. */
+		while (obs->fault(obs, page, true))
+			relax();
 	if (ret == -EAGAIN) {
 		back_off(uctx);
 		return true;

@@ -473,5 +473,18 @@ static int still_registered(void *arg, uintptr_t lo, uintptr_t hi)
 
 int syncwp_still_registered(struct sync_state *s, uintptr_t lo, uintptr_t hi)
 {
-	return vma_each(lo, hi, still_registered, &s->uffd);
+	int ret;
+
+	/* Self-service: this protect, like every other, must not fall
+	 * between a handler's look at the epoch and its unprotect, or the
+	 * page's next fault looks like a repeat and goes to the program's
+	 * handler (syncwp-self.c). */
+	if (!s->self)
+		return vma_each(lo, hi, still_registered, &s->uffd);
+	syncwp_pause(s);
+	new_epoch(&s->uffd);
+	ret = vma_each(lo, hi, still_registered, &s->uffd);
+	new_epoch(&s->uffd);
+	syncwp_resume(s);
+	return ret;
 }

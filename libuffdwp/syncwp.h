@@ -39,13 +39,17 @@ struct sync_env {
 /*
  * A range's observer (struct region::obs), attached and detached with
  * fault resolution paused. The fault loop calls it with the shared resolve
- * lock held, and knows nothing else of it.
+ * lock held, a self-service handler while it is counted in flight; neither
+ * knows anything else of it.
  */
 struct wp_observer {
 	/* A write fault on @page: 0 to resolve it now, 1 to hold it (the
 	 * observer kicks the handlers, syncwp_kick(), when it may go). It
-	 * runs before the page is unprotected. */
-	int (*fault)(struct wp_observer *o, uintptr_t page);
+	 * runs before the page is unprotected. @self: called from the
+	 * writer's own SIGBUS handler, so async-signal-safe only (no lock a
+	 * parked thread could hold, no allocation, no call into the
+	 * program); a held writer retries by itself. */
+	int (*fault)(struct wp_observer *o, uintptr_t page, bool self);
 	/* [@lo, @hi) was zapped or unmapped (a #uffdwp_snapshot_cause),
 	 * after the range's own marks were set. */
 	void (*event)(struct wp_observer *o, uintptr_t lo, uintptr_t hi,

@@ -376,10 +376,11 @@ enum uffdwp_ctx_flags {
 	 *   faults itself: it must chain to the library's (the handler
 	 *   sigaction() returned), or tracked writes fault forever;
 	 *   `SA_RESETHAND` on it makes the next one kill the process.
-	 * uffdwp_ctx_backend_reason() says "self-service". Snapshots need
-	 * the pre-image copied inside the signal handler, which this release
-	 * does not do yet: uffdwp_snapshot_start() on such a context gives
-	 * -EOPNOTSUPP.
+	 * uffdwp_ctx_backend_reason() says "self-service". Snapshots work:
+	 * during one, the first write to a page not yet copied copies its
+	 * pre-image, inside the writer's SIGBUS handler, to the snapshot's
+	 * staging area (never to the sink, whose callbacks are the
+	 * program's code), and the copier threads hand it to the sink.
 	 */
 	UFFDWP_CTX_SELF_SERVICE = 1u << 0,
 };

@@ -211,10 +211,11 @@ struct watcher {
 	int ev_cause;
 };
 
-static int watch_fault(struct wp_observer *o, uintptr_t page)
+static int watch_fault(struct wp_observer *o, uintptr_t page, bool self)
 {
 	struct watcher *w = (struct watcher *)o;
 
+	(void)self;
 	if (atomic_fetch_add(&w->calls, 1) == 0)
 		atomic_store(&w->seen, *(const volatile char *)page);
 	return atomic_load(&w->hold);
