@@ -22,6 +22,7 @@
 #include "gate.h"
 #include "probe.h"
 #include "segv.h"
+#include "segv.h"
 #include "shadow-alloc.h"
 #include "snapshot.h"
 #include "testhooks.h"
@@ -153,12 +154,81 @@ static int self_service_reason(const struct uffdwp_caps *caps, char *why,
 	return UFFDWP_BACKEND_UFFD_SYNC;
 }
 
+/* Under @b, does a kernel write into a protected page work (uffdwp.h)? */
+static bool kernel_writes_work(const struct uffdwp_caps *caps, int b)
+{
+	switch (b) {
+	case UFFDWP_BACKEND_UFFD_ASYNC:
+	case UFFDWP_BACKEND_SOFT_DIRTY:
+		return true;
+	case UFFDWP_BACKEND_UFFD_SYNC:
+		return caps->uffd_mode != UFFDWP_UFFD_USER_MODE_ONLY;
+	default:
+		return false;
+	}
+}
+
+/* AUTO for a program that needs kernel writes (UFFDWP_CTX_KERNEL_WRITES):
+ * the first usable backend, in AUTO's order, that honours them. */
+static int choose_kernel_writes(const struct uffdwp_caps *caps, char *why,
+				size_t len)
+{
+	static const int order[] = {
+		UFFDWP_BACKEND_UFFD_ASYNC,
+		UFFDWP_BACKEND_UFFD_SYNC,
+		UFFDWP_BACKEND_SOFT_DIRTY,
+	};
+	size_t i;
+	int b;
+
+	for (i = 0; i < ARRAY_SIZE(order); i++) {
+		b = order[i];
+		if (!caps->backend[b].usable || !kernel_writes_work(caps, b))
+			continue;
+		snprintf(
+			why, len,
+			"auto, kernel writes asked for (UFFDWP_CTX_KERNEL_WRITES): %s: %s",
+			uffdwp_backend_name(b), caps->backend[b].reason);
+		return b;
+	}
+	return -EOPNOTSUPP;
+}
+
+/*
+ * AUTO's uffd_sync takes the self-service mode (uffdwp.h) when its round
+ * trip works and no thread blocks SIGBUS now (such a thread would make
+ * every track fail with -EDEADLK). The reason says which mode, and why.
+ */
+static bool auto_self_service(const struct uffdwp_caps *caps, char *why,
+			      size_t len)
+{
+	size_t n = strlen(why);
+	const char *not = NULL;
+
+	if (!caps->uffd_sigbus)
+		not = caps->uffd_sigbus_reason;
+	else if (segv_blocked_somewhere(SIGBUS) > 0)
+		not = "a thread blocks SIGBUS";
+	if (not ) {
+		snprintf(why + n, len - n,
+			 "; handler-thread mode, not self-service: %s", not );
+		return false;
+	}
+	self_service_reason(caps, why, len);
+	n = strlen(why);
+	snprintf(
+		why + n, len - n,
+		" (AUTO's choice without WP_ASYNC: a signal in the writer instead of a handler thread's wake-up; UFFDWP_CTX_KERNEL_WRITES asks for the handler thread)");
+	return true;
+}
+
 UFFDWP_EXPORT int uffdwp_ctx_new(const struct uffdwp_ctx_opts *opts,
 				 struct uffdwp_ctx **out)
 {
 	struct uffdwp_ctx_opts o = { .sz = sizeof(o) };
 	struct uffdwp_caps caps = { .sz = sizeof(caps) };
 	struct uffdwp_ctx *ctx;
+	bool by_auto;
 	int ret, b;
 
 	if (!out)
@@ -169,7 +239,10 @@ UFFDWP_EXPORT int uffdwp_ctx_new(const struct uffdwp_ctx_opts *opts,
 			return ret;
 		sz_copy_in(&o, opts, sizeof(o));
 	}
-	if ((o.flags & ~(unsigned int)UFFDWP_CTX_SELF_SERVICE) ||
+	if ((o.flags & ~(unsigned int)(UFFDWP_CTX_SELF_SERVICE |
+				       UFFDWP_CTX_KERNEL_WRITES)) ||
+	    (o.flags & UFFDWP_CTX_SELF_SERVICE &&
+	     o.flags & UFFDWP_CTX_KERNEL_WRITES) ||
 	    o.handler_threads > 64)
 		return -EINVAL;
 	if (o.flags & UFFDWP_CTX_SELF_SERVICE) {
@@ -188,9 +261,19 @@ UFFDWP_EXPORT int uffdwp_ctx_new(const struct uffdwp_ctx_opts *opts,
 	if (!ctx)
 		return -ENOMEM;
 	b = choose(&caps, o.backend, ctx->reason, sizeof(ctx->reason));
+	by_auto = b >= 0 && !strncmp(ctx->reason, "auto", 4);
 	if (b >= 0 && (o.flags & UFFDWP_CTX_SELF_SERVICE))
 		b = self_service_reason(&caps, ctx->reason,
 					sizeof(ctx->reason));
+	else if (b >= 0 && (o.flags & UFFDWP_CTX_KERNEL_WRITES) && by_auto)
+		b = choose_kernel_writes(&caps, ctx->reason,
+					 sizeof(ctx->reason));
+	else if (b >= 0 && (o.flags & UFFDWP_CTX_KERNEL_WRITES) &&
+		 !kernel_writes_work(&caps, b))
+		b = -EOPNOTSUPP;
+	else if (b == UFFDWP_BACKEND_UFFD_SYNC && by_auto &&
+		 auto_self_service(&caps, ctx->reason, sizeof(ctx->reason)))
+		o.flags |= UFFDWP_CTX_SELF_SERVICE;
 	if (b < 0) {
 		shadow_free(ctx, sizeof(*ctx));
 		return b;

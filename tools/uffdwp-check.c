@@ -249,6 +249,16 @@ static const char *err_text(int err)
 	return err ? strerror(-err) : "ok";
 }
 
+/* uffd_sync's mode under AUTO (uffdwp.h, struct uffdwp_ctx_opts), when
+ * AUTO picks uffd_sync: self-service where its round trip works (a thread
+ * blocking SIGBUS when a context is made still turns it down then). */
+static const char *auto_mode(const struct uffdwp_caps *c)
+{
+	if (c->auto_backend != UFFDWP_BACKEND_UFFD_SYNC)
+		return NULL;
+	return c->uffd_sigbus ? "self_service" : "handler_thread";
+}
+
 static void json_str(const char *s)
 {
 	if (!s) {
@@ -351,6 +361,8 @@ static void print_json(const struct uffdwp_caps *c)
 	}
 	printf("  },\n  \"auto\": ");
 	json_str(c->auto_backend ? uffdwp_backend_name(c->auto_backend) : NULL);
+	printf(",\n  \"auto_mode\": ");
+	json_str(auto_mode(c));
 	printf(",\n  \"auto_reason\": ");
 	json_str(c->auto_reason);
 	forced = forced_name(&fb);
@@ -436,6 +448,11 @@ static void print_table(const struct uffdwp_caps *c)
 	printf("\nauto: %s (%s)\n",
 	       c->auto_backend ? uffdwp_backend_name(c->auto_backend) : "none",
 	       c->auto_reason);
+	if (auto_mode(c))
+		printf("auto mode: %s\n",
+		       c->uffd_sigbus ?
+			       "self-service (a kernel write into tracked memory fails with EFAULT; UFFDWP_CTX_KERNEL_WRITES gets the handler thread)" :
+			       "handler thread (self-service does not work here)");
 	forced = forced_name(&fb);
 	if (forced)
 		printf("forced: UFFDWP_BACKEND=%s -> %s\n", forced,

@@ -343,8 +343,25 @@ struct uffdwp_ctx;
 struct uffdwp_ctx_opts {
 	/** Set by the caller to `sizeof(struct uffdwp_ctx_opts)`. */
 	size_t sz;
-	/** A #uffdwp_backend; #UFFDWP_BACKEND_AUTO (0) picks the best usable
-	 *  one, after consulting the `UFFDWP_BACKEND` environment variable. */
+	/**
+	 * A #uffdwp_backend; #UFFDWP_BACKEND_AUTO (0) picks the best usable
+	 * one, after consulting the `UFFDWP_BACKEND` environment variable.
+	 *
+	 * AUTO's policy: uffd_async where `WP_ASYNC` and `PAGEMAP_SCAN`
+	 * work (no signal, no thread, kernel writes work); else uffd_sync,
+	 * in the self-service mode (#UFFDWP_CTX_SELF_SERVICE) when its
+	 * round trip works and no thread blocks `SIGBUS` at the call, and
+	 * in the handler-thread mode otherwise; else soft_dirty; else
+	 * mprotect. Self-service is AUTO's choice because each first write
+	 * then costs the writer a signal, not a wake-up of a handler thread
+	 * that may be behind a busy thread on another CPU; its price is that
+	 * a kernel write into a protected page fails with `EFAULT`, which a
+	 * user-mode-only userfaultfd already imposes on the handler-thread
+	 * mode too. A program that needs kernel writes into tracked memory
+	 * passes #UFFDWP_CTX_KERNEL_WRITES. uffdwp_ctx_backend_reason() says
+	 * which mode AUTO took, and why. A backend forced by `UFFDWP_BACKEND`
+	 * is taken as it is (uffd_sync: the handler-thread mode).
+	 */
 	int backend;
 	/** uffd_sync: fault-handler threads (0 means 1). */
 	unsigned int handler_threads;
@@ -383,6 +400,19 @@ enum uffdwp_ctx_flags {
 	 * program's code), and the copier threads hand it to the sink.
 	 */
 	UFFDWP_CTX_SELF_SERVICE = 1u << 0,
+	/**
+	 * The program needs writes the kernel makes on its behalf into
+	 * tracked memory (`read(2)` into it, `O_DIRECT`, io_uring,
+	 * `process_vm_writev`) to work, not to fail with `EFAULT` at a
+	 * write-protected page. With #UFFDWP_BACKEND_AUTO the context gets
+	 * the first usable backend that honours them: uffd_async; uffd_sync
+	 * in the handler-thread mode, when the library's userfaultfd is not
+	 * user-mode-only; soft_dirty. -EOPNOTSUPP when none is usable, and
+	 * also for an explicit backend that cannot honour them (mprotect,
+	 * and uffd_sync on a user-mode-only userfaultfd). With
+	 * #UFFDWP_CTX_SELF_SERVICE it is -EINVAL.
+	 */
+	UFFDWP_CTX_KERNEL_WRITES = 1u << 1,
 };
 
 /** @brief Flags for uffdwp_track(). */

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Tracking suite: context arguments and the environment, and mprotect's
- * SIGSEGV chaining to a program's handler installed before or after.
+ * Tracking suite: context arguments and the environment, AUTO's policy and
+ * kernel writes, and mprotect's SIGSEGV chaining to a program's handler
+ * installed before or after.
  */
 #include "track-common.h"
 
@@ -76,6 +77,155 @@ START_TEST(ctx_args_and_env)
 	setenv("UFFDWP_BACKEND", "bogus", 1);
 	ck_assert_int_eq(uffdwp_ctx_new(NULL, &ctx), -EINVAL);
 	unsetenv("UFFDWP_BACKEND");
+}
+END_TEST
+
+/* --- AUTO's policy, and kernel writes ---------------------------------- */
+
+/* A kernel write into @page: read(2) from a pipe. 0, or the read's -errno. */
+static int kernel_write(char *page, char byte)
+{
+	int fd[2], err = 0;
+
+	ck_assert_int_eq(pipe(fd), 0);
+	ck_assert_int_eq(write(fd[1], &byte, 1), 1);
+	if (read(fd[0], page, 1) != 1)
+		err = -errno;
+	close(fd[0]);
+	close(fd[1]);
+	return err;
+}
+
+/* What uffdwp.h promises for UFFDWP_CTX_KERNEL_WRITES. */
+static bool honours_kernel_writes(int b)
+{
+	return b == UFFDWP_BACKEND_UFFD_ASYNC ||
+	       b == UFFDWP_BACKEND_SOFT_DIRTY ||
+	       (b == UFFDWP_BACKEND_UFFD_SYNC &&
+		caps.uffd_mode != UFFDWP_UFFD_USER_MODE_ONLY);
+}
+
+/* Track 4 pages, collect, then make the kernel write the second one:
+ * returns the write's result; a working one must be reported. */
+static int tracked_kernel_write(struct uffdwp_ctx *ctx)
+{
+	size_t n = 0;
+	char *p;
+	int ret;
+
+	p = map(4, PROT_READ | PROT_WRITE);
+	memset(p, 1, 4 * ps);
+	ck_assert_int_eq(uffdwp_track(ctx, p, 4 * ps, 0), 0);
+	ck_assert_int_ge(uffdwp_collect(ctx, count_run, &n), 0);
+	ret = kernel_write(p + ps, 5);
+	n = 0;
+	if (!ret) {
+		ck_assert_int_eq(p[ps], 5);
+		ck_assert_int_eq(uffdwp_collect(ctx, count_run, &n), 1);
+	}
+	ck_assert_int_eq(uffdwp_untrack(ctx, p, 4 * ps), 0);
+	munmap(p, 4 * ps);
+	return ret;
+}
+
+static void *block_sigbus_main(void *arg)
+{
+	atomic_int *state = arg;
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGBUS);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	atomic_store(state, 1);
+	while (atomic_load(state) == 1)
+		usleep(1000);
+	return NULL;
+}
+
+/*
+ * AUTO's policy (uffdwp.h, struct uffdwp_ctx_opts): self-service on
+ * uffd_sync unless a thread blocks SIGBUS; UFFDWP_CTX_KERNEL_WRITES gets
+ * a backend under which a kernel write works, proven with read(2), or
+ * -EOPNOTSUPP; the reason says which.
+ */
+START_TEST(auto_policy_and_kernel_writes)
+{
+	static const int order[] = { UFFDWP_BACKEND_UFFD_ASYNC,
+				     UFFDWP_BACKEND_UFFD_SYNC,
+				     UFFDWP_BACKEND_SOFT_DIRTY };
+	struct uffdwp_ctx_opts o = { .sz = sizeof(o) };
+	struct uffdwp_ctx *ctx = NULL;
+	atomic_int state = 0;
+	int want = -EOPNOTSUPP;
+	pthread_t tid;
+	size_t i;
+
+	unsetenv("UFFDWP_BACKEND");
+	o.flags = UFFDWP_CTX_SELF_SERVICE | UFFDWP_CTX_KERNEL_WRITES;
+	ck_assert_int_eq(uffdwp_ctx_new(&o, &ctx), -EINVAL);
+	/* An explicit backend: taken if it honours kernel writes. */
+	o.flags = UFFDWP_CTX_KERNEL_WRITES;
+	for (i = 0; i < 4; i++) {
+		o.backend = backends[i];
+		if (caps.backend[backends[i]].usable &&
+		    honours_kernel_writes(backends[i])) {
+			ck_assert_int_eq(uffdwp_ctx_new(&o, &ctx), 0);
+			ctx = uffdwp_ctx_free(ctx);
+		} else {
+			ck_assert_int_eq(uffdwp_ctx_new(&o, &ctx), -EOPNOTSUPP);
+		}
+	}
+	/* AUTO: the first that honours them, and a kernel write works. */
+	for (i = 0; i < ARRAY_LEN(order) && want < 0; i++)
+		if (caps.backend[order[i]].usable &&
+		    honours_kernel_writes(order[i]))
+			want = order[i];
+	o.backend = UFFDWP_BACKEND_AUTO;
+	if (want < 0) {
+		ck_assert_int_eq(uffdwp_ctx_new(&o, &ctx), -EOPNOTSUPP);
+	} else {
+		ck_assert_int_eq(uffdwp_ctx_new(&o, &ctx), 0);
+		ck_assert_int_eq(uffdwp_ctx_backend(ctx), want);
+		ck_assert_ptr_nonnull(strstr(uffdwp_ctx_backend_reason(ctx),
+					     "UFFDWP_CTX_KERNEL_WRITES"));
+		ck_assert_int_eq(tracked_kernel_write(ctx), 0);
+		ctx = uffdwp_ctx_free(ctx);
+	}
+	printf("auto with kernel writes: %s\n",
+	       want < 0 ? "-EOPNOTSUPP" : uffdwp_backend_name(want));
+
+	/* AUTO with no flag. */
+	o.flags = 0;
+	ck_assert_int_eq(uffdwp_ctx_new(&o, &ctx), 0);
+	printf("auto: %s\n", uffdwp_ctx_backend_reason(ctx));
+	if (caps.auto_backend != UFFDWP_BACKEND_UFFD_SYNC ||
+	    !caps.uffd_sigbus) {
+		ck_assert_ptr_null(strstr(uffdwp_ctx_backend_reason(ctx),
+					  "self-service;"));
+		ctx = uffdwp_ctx_free(ctx);
+		return;
+	}
+	/* uffd_sync is AUTO's: self-service, whose kernel write fails with
+	 * EFAULT (documented), and the reason names the way out. */
+	ck_assert_ptr_nonnull(
+		strstr(uffdwp_ctx_backend_reason(ctx), "self-service faults"));
+	ck_assert_ptr_nonnull(strstr(uffdwp_ctx_backend_reason(ctx),
+				     "UFFDWP_CTX_KERNEL_WRITES"));
+	ck_assert_int_eq(tracked_kernel_write(ctx), -EFAULT);
+	ctx = uffdwp_ctx_free(ctx);
+	/* A thread blocks SIGBUS: the handler-thread mode, which says why. */
+	ck_assert_int_eq(pthread_create(&tid, NULL, block_sigbus_main, &state),
+			 0);
+	while (atomic_load(&state) != 1)
+		usleep(1000);
+	ck_assert_int_eq(uffdwp_ctx_new(&o, &ctx), 0);
+	ck_assert_ptr_nonnull(
+		strstr(uffdwp_ctx_backend_reason(ctx), "blocks SIGBUS"));
+	ck_assert_ptr_null(
+		strstr(uffdwp_ctx_backend_reason(ctx), "self-service faults"));
+	ctx = uffdwp_ctx_free(ctx);
+	atomic_store(&state, 2);
+	pthread_join(tid, NULL);
 }
 END_TEST
 
@@ -162,6 +312,7 @@ void track_ctx_cases(Suite *s)
 
 	tcase_set_timeout(ctx, 60);
 	tcase_add_test(ctx, ctx_args_and_env);
+	tcase_add_test(ctx, auto_policy_and_kernel_writes);
 	suite_add_tcase(s, ctx);
 
 	tcase_set_tags(chain, "mprotect");

@@ -41,6 +41,12 @@ for name in names:
            f"{name}.reason is a sentence")
 first = next((n for n in names if j["backends"][n]["usable"]), None)
 expect(j["auto"] == first, f"auto {j['auto']} is the first usable {first}")
+want_mode = None
+if j["auto"] == "uffd_sync":
+    want_mode = ("self_service" if j["uffd"]["self_service"]
+                 else "handler_thread")
+expect(j["auto_mode"] == want_mode,
+       f"auto_mode {j['auto_mode']} for auto {j['auto']}")
 ids = [d["id"] for d in j["defects"]]
 expect(len(ids) == len(set(ids)) and len(ids) >= 7, "defect ids")
 for d in j["defects"]:
