@@ -304,3 +304,38 @@ void unpin(void)
 {
 	sched_setaffinity(0, sizeof(saved_cpus), &saved_cpus);
 }
+
+void *spin_main(void *arg)
+{
+	struct spinner *s = arg;
+
+	while (!s->stop)
+		;
+	return NULL;
+}
+
+bool on_cpu(pthread_attr_t *attr, int cpu)
+{
+	cpu_set_t one;
+
+	if (cpu < 0)
+		return false;
+	CPU_ZERO(&one);
+	CPU_SET(cpu, &one);
+	pthread_attr_init(attr);
+	return !pthread_attr_setaffinity_np(attr, sizeof(one), &one);
+}
+
+int other_cpu(void)
+{
+	int first = -1;
+
+	for (int c = 0; c < CPU_SETSIZE; c++) {
+		if (!CPU_ISSET(c, &saved_cpus))
+			continue;
+		if (first >= 0)
+			return c;
+		first = c;
+	}
+	return -1;
+}

@@ -38,48 +38,6 @@ static void floor_bus(int sig, siginfo_t *info, void *uctx)
 		abort();
 }
 
-/* A thread that keeps a CPU busy, as the other threads of a program do. */
-struct spinner {
-	pthread_t tid;
-	volatile bool stop;
-};
-
-static void *spin_main(void *arg)
-{
-	struct spinner *s = arg;
-
-	while (!s->stop)
-		;
-	return NULL;
-}
-
-static bool on_cpu(pthread_attr_t *attr, int cpu)
-{
-	cpu_set_t one;
-
-	if (cpu < 0)
-		return false;
-	CPU_ZERO(&one);
-	CPU_SET(cpu, &one);
-	pthread_attr_init(attr);
-	return !pthread_attr_setaffinity_np(attr, sizeof(one), &one);
-}
-
-/* The second CPU this process may run on, or -1. */
-static int other_cpu(void)
-{
-	int first = -1;
-
-	for (int c = 0; c < CPU_SETSIZE; c++) {
-		if (!CPU_ISSET(c, &saved_cpus))
-			continue;
-		if (first >= 0)
-			return c;
-		first = c;
-	}
-	return -1;
-}
-
 /* Mappings that overlap [p, p + len): 1 unless something split it. */
 static int vmas_over(const char *p, size_t len)
 {

@@ -70,6 +70,22 @@ struct snapbench {
 	struct snapsrc b[SNAP_SOURCES]; /* [0]: the backend AUTO picks */
 };
 
+/*
+ * The raw round trip across CPUs, for the self-service source: a raw
+ * handler thread alone on the other CPU, and a busy thread there while it
+ * is measured, as sec_self's _xcpu (what a program whose CPUs are busy
+ * pays to wake a handler thread).
+ */
+struct xraw {
+	int uffd;
+	char *p;
+	size_t len;
+	bool ok; /* the handler runs on the other CPU */
+	int cpu;
+	pthread_attr_t attr;
+	struct raw_handler h;
+};
+
 struct snaprun {
 	struct uffdwp_snapshot *snap;
 	uint64_t t0;
@@ -637,14 +653,14 @@ static double lat_snap(struct snapbench *sb, const struct snapsrc *b,
 #define M(v) (med((v), (size_t)reps))
 
 static void snap_latency_pass(struct snapbench *sb, char *rp, int uffd,
-			      int reps, bool pinned)
+			      int reps, bool pinned, struct xraw *x)
 {
 	const char *sfx = pinned ? "" : "_unpinned";
 	size_t cap = quick ? 2048 : 16384;
 	size_t k = sb->npages < cap ? sb->npages : cap;
 	uint32_t *idx = xcalloc(sb->npages, sizeof(*idx));
 	struct lat_writer w = { .cmd = WCMD_NONE };
-	struct lat_side raw, rawl, lib;
+	struct lat_side raw, rawl, rawx, lib;
 	double *nsamp = xcalloc((size_t)reps, sizeof(double));
 	double *faulted = xcalloc((size_t)reps, sizeof(double));
 	double *waited = xcalloc((size_t)reps, sizeof(double));
@@ -654,6 +670,7 @@ static void snap_latency_pass(struct snapbench *sb, char *rp, int uffd,
 
 	lat_side_alloc(&raw, reps);
 	lat_side_alloc(&rawl, reps);
+	lat_side_alloc(&rawx, reps);
 	lat_side_alloc(&lib, reps);
 	w.t0 = xcalloc(sb->npages, sizeof(*w.t0));
 	w.lat = xcalloc(sb->npages, sizeof(*w.lat));
@@ -664,9 +681,21 @@ static void snap_latency_pass(struct snapbench *sb, char *rp, int uffd,
 
 	for (int kb = 0; kb < sb->nb; kb++) {
 		const struct snapsrc *b = &sb->b[kb];
+		bool self = b->flags & UFFDWP_CTX_SELF_SERVICE;
 		char name[64];
 
 		for (int r = 0; r < reps; r++) {
+			if (self && x->ok) {
+				struct spinner spin = { 0 };
+
+				if (pthread_create(&spin.tid, &x->attr,
+						   spin_main, &spin))
+					die("pthread_create");
+				lat_raw(&w, x->p, x->uffd, x->len, idx, k,
+					&rawx, r);
+				spin.stop = true;
+				pthread_join(spin.tid, NULL);
+			}
 			for (int j = 0; j < 3; j++) {
 				struct uffdwp_snapshot_status st;
 
@@ -705,25 +734,27 @@ static void snap_latency_pass(struct snapbench *sb, char *rp, int uffd,
 		       M(lib.p50) / 1e3, M(lib.p99) / 1e3, M(lib.max) / 1e3);
 		printf("INFO snapshot_writer_fault_vs_raw_spinners%s%s %.3f\n",
 		       b->suffix, sfx, paired(lib.p50, rawl.p50, (size_t)reps));
-		if (b->flags & UFFDWP_CTX_SELF_SERVICE) {
-			/* Pinned: the raw handler on the writer's CPU, its
-			 * best case. Unpinned with the busy threads: the
-			 * raw handler wakes behind one, what a program whose
-			 * CPUs are busy pays (the _xcpu of sec_self). */
-			if (pinned)
-				print_ratio("snapshot_writer_fault_selfservice_"
-					    "vs_raw_sync",
-					    paired(lib.p50, raw.p50,
-						   (size_t)reps),
-					    1.0, false);
-			else
-				print_ratio("snapshot_writer_fault_selfservice_"
-					    "vs_raw_sync_xcpu",
-					    paired(lib.p50, rawl.p50,
-						   (size_t)reps),
-					    0.05, false);
+		if (self && pinned) {
+			/* The raw handler on the writer's CPU, its best
+			 * case; and alone on the other CPU behind a busy
+			 * thread (struct xraw). */
+			print_ratio(
+				"snapshot_writer_fault_selfservice_vs_raw_sync",
+				paired(lib.p50, raw.p50, (size_t)reps), 1.0,
+				false);
+			if (!x->ok)
+				continue;
+			printf("INFO snapshot_writer_fault_us_selfservice_xcpu "
+			       "raw p50 %.2f p99 %.2f\n",
+			       M(rawx.p50) / 1e3, M(rawx.p99) / 1e3);
+			print_ratio(
+				"snapshot_writer_fault_selfservice_vs_raw_sync_xcpu",
+				paired(lib.p50, rawx.p50, (size_t)reps), 0.05,
+				false);
 			continue;
 		}
+		if (self)
+			continue;
 		snprintf(name, sizeof(name),
 			 "snapshot_writer_fault_vs_raw_sync%s%s", b->suffix,
 			 sfx);
@@ -744,6 +775,7 @@ static void snap_latency_pass(struct snapbench *sb, char *rp, int uffd,
 	free(ms);
 	lat_side_free(&raw);
 	lat_side_free(&rawl);
+	lat_side_free(&rawx);
 	lat_side_free(&lib);
 }
 
@@ -756,16 +788,30 @@ static void snap_latency_pass(struct snapbench *sb, char *rp, int uffd,
  * which a snapshot's busy copiers spare the library's side.
  */
 static void snap_latency(struct snapbench *sb, char *rp, int uffd, int reps,
-			 bool pinned)
+			 bool pinned, struct xraw *x)
 {
 	struct raw_handler h = { .uffd = uffd };
 
+	x->ok = false;
 	if (pinned)
 		pin_cpu0();
+	if (pinned && x->uffd >= 0 && on_cpu(&x->attr, other_cpu())) {
+		x->h.uffd = x->uffd;
+		if (pthread_create(&x->h.tid, &x->attr, raw_handler_main,
+				   &x->h))
+			die("pthread_create");
+		x->h.running = true;
+		x->ok = true;
+	}
 	raw_handler_start(&h);
 	if (snap_ctxs(sb, "snapshot writer"))
-		snap_latency_pass(sb, rp, uffd, reps, pinned);
+		snap_latency_pass(sb, rp, uffd, reps, pinned, x);
 	raw_handler_stop(&h);
+	if (x->ok) {
+		raw_handler_stop(&x->h);
+		pthread_attr_destroy(&x->attr);
+		x->ok = false;
+	}
 	snap_ctxs_free(sb);
 	if (pinned)
 		unpin();
@@ -776,6 +822,7 @@ static void snap_latency(struct snapbench *sb, char *rp, int uffd, int reps,
 void sec_snapshot(size_t len, int reps)
 {
 	struct snapbench sb = { .len = len, .npages = len / page_sz };
+	struct xraw x = { .uffd = -1 };
 	int auto_be = caps.auto_backend, other, uffd, err;
 	char *rp;
 
@@ -847,8 +894,25 @@ void sec_snapshot(size_t len, int reps)
 		       strerror(-err));
 		goto out_close;
 	}
-	snap_latency(&sb, rp, uffd, reps, true);
-	snap_latency(&sb, rp, uffd, quick ? 3 : 5, false);
+	/* The cross-CPU raw side, when the self-service source runs. */
+	if (sb.b[sb.nb - 1].flags & UFFDWP_CTX_SELF_SERVICE) {
+		x.len = len;
+		x.p = region_map(len, 0);
+		memset(x.p, 1, len);
+		x.uffd = raw_uffd(UFFD_FEATURE_PAGEFAULT_FLAG_WP);
+		if (x.uffd >= 0 &&
+		    (raw_register_wp(x.uffd, x.p, len) ||
+		     raw_wp(x.uffd, x.p, len, UFFDIO_WRITEPROTECT_MODE_WP))) {
+			close(x.uffd);
+			x.uffd = -1;
+		}
+	}
+	snap_latency(&sb, rp, uffd, reps, true, &x);
+	snap_latency(&sb, rp, uffd, quick ? 3 : 5, false, &x);
+	if (x.uffd >= 0)
+		close(x.uffd);
+	if (x.p)
+		munmap(x.p, len);
 out_close:
 	close(uffd);
 out:

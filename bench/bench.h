@@ -125,6 +125,18 @@ void pin_cpu0(void);
 
 void unpin(void);
 
+/* A thread that keeps a CPU busy, as the other threads of a program do. */
+struct spinner {
+	pthread_t tid;
+	volatile bool stop;
+};
+
+void *spin_main(void *arg);
+/* @attr for a thread on @cpu alone; false if @cpu < 0 or it fails. */
+bool on_cpu(pthread_attr_t *attr, int cpu);
+/* The second CPU this process may run on (after pin_cpu0()), or -1. */
+int other_cpu(void);
+
 /* The self-service section (bench-self.c). */
 void sec_self(size_t len, int reps);
 
