@@ -130,8 +130,10 @@ struct uffdwp_snapshot {
 	 * snapshot with it. failed() counts it already. */
 	int sig_err;
 	/* Bumped, then woken with FUTEX_WAKE, by whoever gives an idle
-	 * copier work: a signal handler may do both. */
+	 * copier work: a signal handler may do both. The wake, a system
+	 * call, only when a copier counts itself idle. */
 	unsigned int wake_seq;
+	unsigned int idle;
 	bool pvr; /* process_vm_readv works */
 	uint64_t t0, t_instant, t_end, start_ns, instant_rt;
 };
@@ -157,12 +159,17 @@ static void phase_set(struct uffdwp_snapshot *snap, enum snap_phase p)
 	__atomic_store_n(&snap->phase, p, __ATOMIC_SEQ_CST);
 }
 
-/* Async-signal-safe: an atomic add and a system call. */
+/*
+ * Async-signal-safe: atomics and a system call. A copier counts itself
+ * idle before it looks for work, so one that missed this work is counted
+ * by the time the count is read here, and is woken.
+ */
 static void wake_copiers(struct uffdwp_snapshot *snap)
 {
 	__atomic_add_fetch(&snap->wake_seq, 1, __ATOMIC_SEQ_CST);
-	syscall(SYS_futex, &snap->wake_seq, FUTEX_WAKE_PRIVATE, MAX_COPIERS,
-		NULL, NULL, 0);
+	if (__atomic_load_n(&snap->idle, __ATOMIC_SEQ_CST))
+		syscall(SYS_futex, &snap->wake_seq, FUTEX_WAKE_PRIVATE,
+			MAX_COPIERS, NULL, NULL, 0);
 }
 
 static void broadcast(struct uffdwp_snapshot *snap)
@@ -597,6 +604,7 @@ static void *copier_main(void *arg)
 		 * is read before looking, so a wake after the look is not
 		 * missed. */
 		seq = __atomic_load_n(&snap->wake_seq, __ATOMIC_SEQ_CST);
+		__atomic_add_fetch(&snap->idle, 1, __ATOMIC_SEQ_CST);
 		if (!failed(snap) && !complete(snap) &&
 		    !snapshot_stage_filled(&snap->st)) {
 			ts.tv_sec = 0;
@@ -604,6 +612,7 @@ static void *copier_main(void *arg)
 			syscall(SYS_futex, &snap->wake_seq, FUTEX_WAIT_PRIVATE,
 				seq, &ts, NULL, 0);
 		}
+		__atomic_sub_fetch(&snap->idle, 1, __ATOMIC_SEQ_CST);
 	}
 	/* Staged pages of a failed snapshot are dropped. */
 	while (failed(snap) && drain_one(snap))
