@@ -202,16 +202,17 @@ static int choose_kernel_writes(const struct uffdwp_caps *caps, char *why,
 static bool auto_self_service(const struct uffdwp_caps *caps, char *why,
 			      size_t len)
 {
+	const char *declined = NULL;
 	size_t n = strlen(why);
-	const char *not = NULL;
 
 	if (!caps->uffd_sigbus)
-		not = caps->uffd_sigbus_reason;
+		declined = caps->uffd_sigbus_reason;
 	else if (segv_blocked_somewhere(SIGBUS) > 0)
-		not = "a thread blocks SIGBUS";
-	if (not ) {
+		declined = "a thread blocks SIGBUS";
+	if (declined) {
 		snprintf(why + n, len - n,
-			 "; handler-thread mode, not self-service: %s", not );
+			 "; handler-thread mode, not self-service: %s",
+			 declined);
 		return false;
 	}
 	self_service_reason(caps, why, len);

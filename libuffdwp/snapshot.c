@@ -23,9 +23,12 @@
  * only (the sink is the program's code), wakes the copiers with a futex
  * (not the condition variable, whose mutex it could not take), and leaves
  * a failed copy for a copier to turn into the snapshot's failure. A held
- * writer backs off and faults again. Pages are read with process_vm_readv(2) on our own
- * process, not memcpy: a range unmapped under a copier gives EFAULT and a
- * cancelled snapshot instead of a SIGSEGV in a library thread.
+ * writer backs off and faults again.
+ *
+ * Pages are read with process_vm_readv(2) on our own process, not memcpy:
+ * a range unmapped under a copier (or under a writer's handler) gives
+ * EFAULT and a cancelled snapshot instead of a SIGSEGV in a library thread
+ * or inside a signal handler.
  *
  * Zaps: the kernel sends REMOVE before it zaps, and the zap follows as
  * soon as a handler has read the event. A copier marks a page done only
