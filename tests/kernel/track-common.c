@@ -22,6 +22,7 @@ static void *writer_main(void *arg)
 	struct oracle *o = w->o;
 	uint64_t seed = 0x9e3779b97f4a7c15ULL * (w->id + 1), n = 0, v;
 	size_t page = w->id, off;
+	bool started = false;
 
 	while (!atomic_load(&o->stop)) {
 		if (atomic_load(&o->pause)) {
@@ -50,13 +51,18 @@ static void *writer_main(void *arg)
 
 			__atomic_fetch_add(c, 1, __ATOMIC_RELAXED);
 			o->incs[w->id * o->npages + page]++;
-			continue;
+		} else {
+			off = (v >> 32) % (ps / 8) * 8;
+			*(volatile uint64_t *)(o->mem + page * ps + off) = v |
+									   1;
+			if (o->zap && ++n % 97 == 0)
+				madvise(o->mem + (v >> 20) % o->npages * ps, ps,
+					MADV_DONTNEED);
 		}
-		off = (v >> 32) % (ps / 8) * 8;
-		*(volatile uint64_t *)(o->mem + page * ps + off) = v | 1;
-		if (o->zap && ++n % 97 == 0)
-			madvise(o->mem + (v >> 20) % o->npages * ps, ps,
-				MADV_DONTNEED);
+		if (!started) {
+			started = true;
+			atomic_fetch_add(&o->started, 1);
+		}
 	}
 	return NULL;
 }
@@ -149,6 +155,11 @@ size_t oracle_run(struct oracle *o, unsigned int epochs)
 		ck_assert_int_eq(
 			pthread_create(&w[i].tid, NULL, writer_main, &w[i]), 0);
 	}
+	/* Every writer has written before the first collect: on a loaded
+	 * machine the collects can otherwise all run before a writer is
+	 * scheduled, and the oracle would check nothing. */
+	while (atomic_load(&o->started) < (int)o->nwriters)
+		sched_yield();
 	for (e = 0; e < epochs; e++) {
 		ck_assert_int_ge(collect(o), 0);
 		if (e % 16 == 0)

@@ -39,6 +39,7 @@ struct oracle {
 	bool quiesce; /* soft_dirty: writers pause around each collect */
 	unsigned int nwriters;
 	atomic_int stop, pause, paused;
+	atomic_int started; /* writers past their first write */
 	uint64_t *incs; /* COUNTERS: increments per writer per page */
 	size_t reported;
 };
