@@ -164,7 +164,8 @@ int img_layout(const struct img_header *h, struct img_layout *lay);
  */
 enum img_fail_point {
 	IMG_FAIL_NONE = 0,
-	/* Sizing the temporary file in begin() (fallocate/ftruncate). */
+	/* Sizing the temporary file in begin() (fallocate, or a tmpfs's free
+	 * space check and ftruncate). */
 	IMG_FAIL_ALLOCATE = 1,
 	/* The file_fail_nth-th pwrite (from 1) since begin(): data pwrites
 	 * in the order they are issued, then the index, then the header. */

@@ -2,6 +2,8 @@
 /*
  * Snapshot suite, section 3: sinks that fail, and image files.
  */
+#include <sys/mount.h>
+
 #include "snapshot-common.h"
 
 /* --- 3. sinks that fail, and image files -------------------------------- */
@@ -579,6 +581,98 @@ START_TEST(file_failures_leave_nothing)
 }
 END_TEST
 
+/*
+ * The file sink on a tmpfs checks the free space at the start instead of
+ * allocating the image there (sink-file.c): an image that cannot fit
+ * fails the start with -ENOSPC, one that fits is exact, and a tmpfs that
+ * fills up during the snapshot fails it with -ENOSPC and leaves nothing.
+ * Mounting the tmpfs needs CAP_SYS_ADMIN: without it this case says so
+ * and checks nothing (the root runs of CI have it).
+ */
+START_TEST(file_on_small_tmpfs)
+{
+	int b = backends[_i];
+	uint64_t seed = test_seed(uffdwp_backend_name(b)), pages;
+	char dir[] = "/tmp/uffdwp-tmpfs-XXXXXX", path[128], names[256];
+	size_t npages = 1024, fits = 128; /* a 2 MiB tmpfs: 4 MiB, 512 KiB */
+	struct uffdwp_snapshot_opts o;
+	struct uffdwp_snapshot *snap;
+	struct uffdwp_sink *sink;
+	char *oracle, *buf, *ballast;
+	struct sgate gate;
+	struct usink us;
+	struct rig r;
+	int fd;
+
+	NEED_BACKEND(b);
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	if (mount("uffdwp", dir, "tmpfs", 0, "size=2m,mode=0700")) {
+		ck_assert_int_eq(errno, EPERM);
+		rmdir(dir);
+		printf("file_on_small_tmpfs: skipped, mounting a tmpfs needs "
+		       "CAP_SYS_ADMIN\n");
+		return;
+	}
+	rig_setup(&r, b, npages, HOTSPOT, seed);
+	oracle = map(npages);
+	buf = map(npages);
+	rig_start(&r);
+	snprintf(path, sizeof(path), "%s/x.img", dir);
+
+	/* Too large: refused at the start, nothing left behind. */
+	ck_assert_int_eq(uffdwp_sink_file_new(path, 0, &sink), 0);
+	ck_assert_int_eq(rig_start_snapshot(&r, 0, npages, sink, NULL, &snap),
+			 -ENOSPC);
+	uffdwp_sink_free(sink);
+	dir_list(dir, names, sizeof(names));
+	ck_assert_str_eq(names, "");
+
+	/* Fits: exact. */
+	file_shot(&r, path, 0, 0, fits, 0, oracle, &pages);
+	memset(buf, POISON, fits * ps);
+	image_check_apply(path, r.mem, fits * ps, 0, fits, buf);
+	expect_equal("tmpfs image", buf, oracle, fits);
+	unlink(path);
+
+	/* Fits at the start, not when written: the first write waits at
+	 * the gate while a ballast file takes the room. */
+	ck_assert_int_eq(uffdwp_sink_file_new(path, 0, &sink), 0);
+	sgate_init(&gate);
+	usink_init(&us, SINK_WRITE, buf, fits * ps);
+	us.inner = sink;
+	us.gate = &gate;
+	fill_opts(&o, OPTS_NARROW, 0);
+	ck_assert_int_eq(rig_start_snapshot(&r, 0, fits, &us.sink, &o, &snap),
+			 0);
+	sgate_wait_entered(&gate);
+	snprintf(path, sizeof(path), "%s/ballast", dir);
+	fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+	ck_assert_int_ge(fd, 0);
+	ballast = map(npages);
+	while (write(fd, ballast, npages * ps) > 0)
+		;
+	ck_assert_int_eq(errno, ENOSPC);
+	close(fd);
+	sgate_open(&gate);
+	expect_failed(snap, -ENOSPC, UFFDWP_CAUSE_SINK);
+	uffdwp_snapshot_free(snap);
+	usink_fini(&us);
+	uffdwp_sink_free(sink);
+	dir_list(dir, names, sizeof(names));
+	ck_assert_msg(!strcmp(names, "ballast"),
+		      "a failed tmpfs image: the folder holds \"%s\"", names);
+	unlink(path);
+
+	rig_stop(&r);
+	munmap(ballast, npages * ps);
+	munmap(oracle, npages * ps);
+	munmap(buf, npages * ps);
+	rig_teardown(&r);
+	ck_assert_int_eq(umount(dir), 0);
+	ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
 void snapshot_sinks_cases(Suite *s, const char *tag, int i)
 {
 	const struct test_group groups[] = {
@@ -586,7 +680,7 @@ void snapshot_sinks_cases(Suite *s, const char *tag, int i)
 		  600,
 		  { sink_error_at_random_page, sink_begin_fails, sink_end_fails,
 		    failed_snapshot_keeps_chain, file_roundtrip,
-		    file_failures_leave_nothing } },
+		    file_failures_leave_nothing, file_on_small_tmpfs } },
 	};
 
 	test_add_groups(s, tag, i, groups, ARRAY_LEN(groups));
