@@ -4,6 +4,10 @@
  * unmap and mremap, a write the instant after mremap, a foreign mapping
  * inside), and fork's -ECHILD.
  */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
 #include "track-common.h"
 
 /* anon-read-maps-fresh-page present, on a backend that sees zaps by absence. */
@@ -236,6 +240,109 @@ START_TEST(foreign_mapping_inside_range)
 }
 END_TEST
 
+/*
+ * The mappings of /proc/self/smaps that overlap [@p, @p + @len): how many,
+ * and how many still carry a userfaultfd registration ("uw": write-protect
+ * mode, "um": missing).
+ */
+static void range_mappings(const char *p, size_t len, unsigned int *maps,
+			   unsigned int *registered)
+{
+	uintptr_t lo, hi, a = (uintptr_t)p, e = a + len;
+	char line[512];
+	bool in = false;
+	FILE *f = fopen("/proc/self/smaps", "r");
+
+	ck_assert_ptr_nonnull(f);
+	*maps = *registered = 0;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%" SCNxPTR "-%" SCNxPTR " ", &lo, &hi) == 2 &&
+		    strchr(line, '-') < strchr(line, ' ')) {
+			in = lo < e && hi > a;
+			*maps += in;
+		} else if (in && !strncmp(line, "VmFlags:", 8) &&
+			   (strstr(line, " uw") || strstr(line, " um"))) {
+			(*registered)++;
+		}
+	}
+	fclose(f);
+}
+
+struct scribbler {
+	char *p;
+	size_t pages;
+	atomic_int stop;
+	uint64_t writes;
+};
+
+static void *scribble(void *arg)
+{
+	struct scribbler *w = arg;
+	uint64_t x = 0x9e3779b97f4a7c15ULL;
+
+	while (!atomic_load(&w->stop)) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		w->p[(x % w->pages) * ps + 8] = (char)x;
+		w->writes++;
+	}
+	return NULL;
+}
+
+/*
+ * Untrack releases a large range in steps (sys-uffd.h) while a thread
+ * writes it: afterwards it is one mapping again, with no registration
+ * left, every byte written is there, and tracking it again works.
+ */
+START_TEST(untrack_large_range_while_written)
+{
+	int b = backends[_i];
+	size_t pages = (40UL << 20) / ps, n = 0, i; /* 2.5 release steps */
+	unsigned int maps, registered;
+	struct scribbler w = { .pages = 0 };
+	struct uffdwp_ctx *ctx;
+	pthread_t t;
+	char *p;
+
+	NEED_BACKEND(b);
+	ctx = new_ctx(b);
+	p = map(pages, PROT_READ | PROT_WRITE);
+	memset(p, 1, pages * ps);
+	ck_assert_int_eq(uffdwp_track(ctx, p, pages * ps, 0), 0);
+	uffdwp_collect(ctx, count_run, &n); /* every page protected */
+	w.p = p;
+	w.pages = pages;
+	ck_assert_int_eq(pthread_create(&t, NULL, scribble, &w), 0);
+	while (!w.writes)
+		sched_yield();
+	ck_assert_int_eq(uffdwp_untrack(ctx, p, pages * ps), 0);
+	atomic_store(&w.stop, 1);
+	pthread_join(t, NULL);
+	range_mappings(p, pages * ps, &maps, &registered);
+	ck_assert_msg(maps == 1 && registered == 0,
+		      "after untrack: %u mappings, %u still registered", maps,
+		      registered);
+	/* Writable without the library: a write lands at once. */
+	for (i = 0; i < pages; i += 97)
+		p[i * ps] = 7;
+	for (i = 0; i < pages; i += 97)
+		ck_assert_int_eq(p[i * ps], 7);
+	/* Tracked again over the merged mapping: writes are seen. */
+	ck_assert_int_eq(uffdwp_track(ctx, p, pages * ps, 0), 0);
+	n = 0;
+	uffdwp_collect(ctx, count_run, &n);
+	p[5 * ps] = 3;
+	p[(pages - 1) * ps] = 3;
+	n = 0;
+	ck_assert_int_ge(uffdwp_collect(ctx, count_run, &n), 2);
+	uffdwp_ctx_free(ctx);
+	range_mappings(p, pages * ps, &maps, &registered);
+	ck_assert_int_eq(registered, 0);
+	munmap(p, pages * ps);
+}
+END_TEST
+
 /* After fork the child gets -ECHILD and may free; the parent goes on. */
 START_TEST(fork_child_gets_echild)
 {
@@ -285,7 +392,8 @@ void track_events_cases(Suite *s, const char *tag, int i)
 		  { dontneed_counts_as_dirty, mprotect_roundtrip_keeps_tracking,
 		    unmap_and_mremap, write_right_after_mremap,
 		    new_context_where_freed_one_was, fork_child_gets_echild,
-		    foreign_mapping_inside_range } },
+		    foreign_mapping_inside_range,
+		    untrack_large_range_while_written } },
 	};
 
 	test_add_groups(s, tag, i, groups, ARRAY_LEN(groups));
