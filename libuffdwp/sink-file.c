@@ -27,6 +27,7 @@
 #include <sys/statfs.h>
 
 #include "image.h"
+#include "sink-file.h"
 #include "internal.h"
 #include "testhooks.h"
 
@@ -425,6 +426,11 @@ static void fs_destroy(void *arg)
 	free(fs->dir);
 	free(fs->base);
 	free(fs);
+}
+
+bool sink_is_file(const struct uffdwp_sink *sink)
+{
+	return sink->write == fs_write;
 }
 
 UFFDWP_EXPORT int uffdwp_sink_file_new(const char *path, unsigned int flags,

@@ -51,6 +51,7 @@
 
 #include "segv.h"
 #include "shadow-alloc.h"
+#include "sink-file.h"
 #include "snapshot-stage.h"
 #include "snapshot.h"
 #include "testhooks.h"
@@ -59,6 +60,7 @@
 #define DEFAULT_STAGING 512
 #define MAX_COPIERS 64
 #define IDLE_WAIT_MS 5
+#define HBUFS 4 /* handler threads copying a fault's word at once */
 
 /*
  * A snapshot's lifecycle, one way (snap->phase):
@@ -113,8 +115,14 @@ struct uffdwp_snapshot {
 	uint64_t pages, pages_done, pages_faulted, faults_waited, staging_full;
 	int kick; /* a handler deferred a fault */
 	struct stage st;
-	char *cbuf; /* CHUNK pages per copier */
+	char *cbuf; /* CHUNK pages per copier, then per HBUFS */
 	size_t cbuflen;
+	/* Which of the HBUFS handler buffers (after the copiers') are free:
+	 * a handler thread copying a fault's word takes one. */
+	unsigned int hbuf_free;
+	/* The sink may be fed from the thread serving faults (fault_word()):
+	 * it has place() only, or it is the library's file sink. */
+	bool word_on_fault;
 	pthread_t tid[MAX_COPIERS];
 	struct copier {
 		struct uffdwp_snapshot *snap;
@@ -337,6 +345,74 @@ static int copy_claimed(struct uffdwp_snapshot *snap, uintptr_t page, size_t i,
 	return 0;
 }
 
+/* The pages of sweep word @w that belong to the range. */
+static uint64_t word_mask(const struct uffdwp_snapshot *snap, size_t w)
+{
+	if (w == snap->nwords - 1 && snap->npages % 64)
+		return (1ULL << (snap->npages % 64)) - 1;
+	return ~0ULL;
+}
+
+static void copy_word(struct uffdwp_snapshot *snap, char *buf, size_t w,
+		      uint64_t mine);
+
+static char *hbuf_get(struct uffdwp_snapshot *snap, unsigned int *k)
+{
+	unsigned int f = __atomic_load_n(&snap->hbuf_free, __ATOMIC_ACQUIRE);
+
+	while (f) {
+		*k = (unsigned int)__builtin_ctz(f);
+		if (__atomic_compare_exchange_n(
+			    &snap->hbuf_free, &f, f & ~(1U << *k), false,
+			    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+			return snap->cbuf + (size_t)(snap->ncopiers + *k) *
+						    CHUNK * page_size();
+	}
+	return NULL;
+}
+
+/*
+ * A handler thread's fault on page @i once the sink has begun: claim every
+ * page of its sweep word that nobody holds and deliver them as a copier
+ * would, then let the fault be resolved. A random writer faults on nearly
+ * every write until its page is copied, so its wait is better spent on a
+ * copy the sweep would have to make anyway (the writer sleeps; the handler
+ * thread copies) than on one page and a wake-up: the window, which is what
+ * the writer loses, shortens by the handler's share of the copying.
+ * Only with a sink whose calls wait for no thread of the program
+ * (word_on_fault): a handler thread stuck in a write() that waits for a
+ * writer would hold every writer of the context.
+ * Returns -1 when no buffer is free (the caller copies the one page), else
+ * as obs_fault().
+ */
+static int fault_word(struct uffdwp_snapshot *snap, size_t i)
+{
+	size_t w = i / 64;
+	uint64_t mask = word_mask(snap, w), mine;
+	unsigned int k;
+	char *buf = hbuf_get(snap, &k);
+
+	if (!buf)
+		return -1;
+	mine = mask &
+	       ~__atomic_fetch_or(&snap->claim.w[w], mask, __ATOMIC_SEQ_CST);
+	if (uffdwp_test_hooks.snapshot_word_done_first && mine)
+		/* Broken on purpose: the word's pages count as copied
+		 * before they are, so their faults are resolved early. */
+		mark_done(snap, w * 64 + (size_t)__builtin_ctzll(mine),
+			  64 - (size_t)__builtin_ctzll(mine) -
+				  (size_t)__builtin_clzll(mine));
+	cnt_add(&snap->pages_faulted, (uint64_t)__builtin_popcountll(mine));
+	copy_word(snap, buf, w, mine);
+	__atomic_fetch_or(&snap->hbuf_free, 1U << k, __ATOMIC_RELEASE);
+	if (dirtymap_test(&snap->done, i) || failed(snap))
+		return 0;
+	/* A copier (or another handler) holds the page: as obs_fault(). */
+	cnt_add(&snap->faults_waited, 1);
+	__atomic_store_n(&snap->kick, 1, __ATOMIC_SEQ_CST);
+	return dirtymap_test(&snap->done, i) || failed(snap) ? 0 : 1;
+}
+
 /*
  * The observer's fault: a handler resolving a write fault on @page of the
  * range (shared resolve lock held). 0 when the page's pre-image is safe
@@ -363,6 +439,11 @@ static int obs_fault(struct wp_observer *o, uintptr_t page, bool self)
 	 * start itself, the sink's begin() or malloc() may be writing a
 	 * page of the range. */
 	open = phase(snap) >= SNAP_OPEN;
+	if (open && !self && snap->word_on_fault) {
+		ret = fault_word(snap, i);
+		if (ret >= 0)
+			return ret;
+	}
 	bit = 1ULL << (i % 64);
 	old = __atomic_fetch_or(&snap->claim.w[i / 64], bit, __ATOMIC_SEQ_CST);
 	if (old & bit) {
@@ -529,7 +610,8 @@ static bool drain_one(struct uffdwp_snapshot *snap)
 	return true;
 }
 
-/* Copy one run of claimed pages [b, e) of word @w. */
+/* Copy one run of claimed pages [b, e) of word @w (a copier, or a handler
+ * thread in fault_word()). */
 static void sweep_run(struct uffdwp_snapshot *snap, char *buf, size_t w,
 		      unsigned int b, unsigned int e)
 {
@@ -560,18 +642,12 @@ static void sweep_run(struct uffdwp_snapshot *snap, char *buf, size_t w,
 	pages_delivered(snap, n);
 }
 
-static bool sweep_one(struct uffdwp_snapshot *snap, char *buf)
+/* Copy the claimed pages @mine of word @w, run by run. */
+static void copy_word(struct uffdwp_snapshot *snap, char *buf, size_t w,
+		      uint64_t mine)
 {
-	size_t w = __atomic_fetch_add(&snap->cursor, 1, __ATOMIC_RELAXED);
-	uint64_t mask = ~0ULL, mine;
 	unsigned int b, e;
 
-	if (w >= snap->nwords)
-		return false;
-	if (w == snap->nwords - 1 && snap->npages % 64)
-		mask = (1ULL << (snap->npages % 64)) - 1;
-	mine = mask &
-	       ~__atomic_fetch_or(&snap->claim.w[w], mask, __ATOMIC_SEQ_CST);
 	while (mine && !failed(snap)) {
 		b = (unsigned int)__builtin_ctzll(mine);
 		e = b;
@@ -580,6 +656,19 @@ static bool sweep_one(struct uffdwp_snapshot *snap, char *buf)
 		sweep_run(snap, buf, w, b, e);
 		mine &= e < 64 ? ~((1ULL << e) - 1) : 0;
 	}
+}
+
+static bool sweep_one(struct uffdwp_snapshot *snap, char *buf)
+{
+	size_t w = __atomic_fetch_add(&snap->cursor, 1, __ATOMIC_RELAXED);
+	uint64_t mask, mine;
+
+	if (w >= snap->nwords)
+		return false;
+	mask = word_mask(snap, w);
+	mine = mask &
+	       ~__atomic_fetch_or(&snap->claim.w[w], mask, __ATOMIC_SEQ_CST);
+	copy_word(snap, buf, w, mine);
 	return true;
 }
 
@@ -871,9 +960,12 @@ int snapshot_new(struct snapshot_owner *owner, uintptr_t addr, size_t len,
 	snap->nwords = DIRTYMAP_WORDS(snap->npages);
 	snap->flags = o->flags;
 	snap->sink = args->sink;
+	snap->word_on_fault = snap->sink.write ? sink_is_file(&snap->sink) :
+						 true;
 	snap->ncopiers = o->copiers ? o->copiers : default_copiers();
 	snap->pvr = pvr_works();
-	snap->cbuflen = (size_t)snap->ncopiers * CHUNK * ps;
+	snap->cbuflen = (size_t)(snap->ncopiers + HBUFS) * CHUNK * ps;
+	snap->hbuf_free = (1U << HBUFS) - 1;
 	snap->cbuf = shadow_zalloc(snap->cbuflen);
 	if (!snap->cbuf || dirtymap_init(&snap->claim, snap->npages) ||
 	    dirtymap_init(&snap->done, snap->npages) ||

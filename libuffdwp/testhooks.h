@@ -51,6 +51,9 @@ struct uffdwp_test_hooks {
 	/* Snapshots unprotect a faulting page before copying its pre-image
 	 * (the order invariant 3.4 forbids): the snapshot oracle must fail. */
 	int snapshot_unprotect_first;
+	/* Broken on purpose: a handler's word copy marks the word done
+	 * before copying it (snapshot.c fault_word()). */
+	int snapshot_word_done_first;
 	/* Snapshots ignore unmap events, as if every one came after the
 	 * copies: only the check at the end can catch a replaced mapping. */
 	int snapshot_late_unmap_events;

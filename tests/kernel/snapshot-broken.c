@@ -7,11 +7,32 @@
 
 /* --- 5. the oracle catches a broken copy-before-write ------------------- */
 
-START_TEST(unprotect_first_is_caught)
+/* Snapshot @i of the whole rig, narrow options, the memory sink every
+ * other time; with @check, everything a good snapshot promises. */
+static void narrow_shot(struct rig *r, struct shot *s, unsigned int i,
+			char *img, char *oracle, uint64_t *seed, bool check)
 {
-	uint64_t seed = test_seed("unprotect-first");
+	memset(s, 0, sizeof(*s));
+	s->n = r->npages;
+	s->kind = i % 2 ? SINK_MEMORY : SINK_WRITE;
+	s->opt = OPTS_NARROW;
+	s->oracle = oracle;
+	s->dst = img;
+	shot_take(r, s, seed);
+	if (check)
+		shot_check(r, s, true);
+	if (s->kind != SINK_MEMORY)
+		usink_fini(&s->us);
+}
+
+/*
+ * With a hook that breaks copy-before-write, the oracle must find a page of
+ * an image that is not its pre-image within @max snapshots of @npages.
+ */
+static void broken_is_caught(const char *name, int *hook, size_t npages)
+{
+	uint64_t seed = test_seed(name);
 	unsigned int i, max = (unsigned int)test_scaled(3000, 1000);
-	size_t npages = 64;
 	struct rig r;
 	struct shot s;
 	char *img, *oracle;
@@ -22,34 +43,68 @@ START_TEST(unprotect_first_is_caught)
 	img = map(npages);
 	oracle = map(npages);
 	rig_start(&r);
-	uffdwp_test_hooks.snapshot_unprotect_first = 1;
+	*hook = 1;
 	for (i = 0; i < max && bad < 0; i++) {
-		memset(&s, 0, sizeof(s));
-		s.n = npages;
-		s.kind = i % 2 ? SINK_MEMORY : SINK_WRITE;
-		s.opt = OPTS_NARROW;
-		s.oracle = oracle;
-		s.dst = img;
-		shot_take(&r, &s, &seed);
-		if (s.kind != SINK_MEMORY)
-			usink_fini(&s.us);
+		narrow_shot(&r, &s, i, img, oracle, &seed, false);
 		if (s.ret)
 			break;
 		bad = s.bad;
 	}
-	uffdwp_test_hooks.snapshot_unprotect_first = 0;
+	*hook = 0;
 	ck_assert_msg(s.ret == 0, "snapshot %u with the hook: wait %d", i,
 		      s.ret);
 	rig_stop(&r);
-	printf("unprotect-first: %s after %u snapshots\n",
+	printf("%s: %s after %u snapshots\n", name,
 	       bad >= 0 ? "caught" : "NOT caught", i);
-	ck_assert_msg(
-		bad >= 0,
-		"the oracle did not catch copy-after-unprotect in %u snapshots",
-		i);
+	ck_assert_msg(bad >= 0, "the oracle did not catch %s in %u snapshots",
+		      name, i);
 	munmap(img, npages * ps);
 	munmap(oracle, npages * ps);
 	rig_teardown(&r);
+}
+
+START_TEST(unprotect_first_is_caught)
+{
+	broken_is_caught("unprotect-first",
+			 &uffdwp_test_hooks.snapshot_unprotect_first, 64);
+}
+END_TEST
+
+/*
+ * A handler thread's word copy (snapshot.c fault_word()) that marks the
+ * word done before it copies it: with two handler threads, the other one
+ * resolves a fault on a page of the word before its copy. Many words, so
+ * that faults reach words before the sweep does. The same rig with the
+ * real code passes the oracle first (two handler threads are the only way
+ * a word copy races another fault).
+ */
+START_TEST(word_done_first_is_caught)
+{
+	uint64_t seed = test_seed("word-done-first-control");
+	size_t npages = 2048;
+	unsigned int i;
+	struct shot s;
+	struct rig r;
+	char *img, *oracle;
+
+	/* The self-service mode copies only in the writer's handler. */
+	if (test_self_service())
+		return;
+	NEED_BACKEND(UFFDWP_BACKEND_UFFD_SYNC);
+	test_handler_threads = 2;
+	rig_setup(&r, UFFDWP_BACKEND_UFFD_SYNC, npages, HOTSPOT, seed);
+	img = map(npages);
+	oracle = map(npages);
+	rig_start(&r);
+	for (i = 0; i < (unsigned int)test_scaled(100, 30); i++)
+		narrow_shot(&r, &s, i, img, oracle, &seed, true);
+	rig_stop(&r);
+	munmap(img, npages * ps);
+	munmap(oracle, npages * ps);
+	rig_teardown(&r);
+	broken_is_caught("word-done-first",
+			 &uffdwp_test_hooks.snapshot_word_done_first, npages);
+	test_handler_threads = 0;
 }
 END_TEST
 
@@ -253,6 +308,7 @@ END_TEST
 void snapshot_broken_cases(Suite *s)
 {
 	TCase *hook = tcase_create("unprotect-first");
+	TCase *word = tcase_create("word-done-first");
 	TCase *moveback = tcase_create("move-back-fails");
 	TCase *foreign = tcase_create("foreign-in-hole");
 
@@ -260,6 +316,11 @@ void snapshot_broken_cases(Suite *s)
 	tcase_set_timeout(hook, 300);
 	tcase_add_test(hook, unprotect_first_is_caught);
 	suite_add_tcase(s, hook);
+
+	tcase_set_tags(word, "uffd_sync");
+	tcase_set_timeout(word, 300);
+	tcase_add_test(word, word_done_first_is_caught);
+	suite_add_tcase(s, word);
 
 	tcase_set_tags(foreign, "uffd_async");
 	tcase_add_test(foreign, foreign_mapping_in_hole);

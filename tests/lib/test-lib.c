@@ -24,10 +24,13 @@ unsigned int test_ctx_flags(int backend)
 	return 0;
 }
 
+unsigned int test_handler_threads;
+
 struct uffdwp_ctx *new_ctx(int backend)
 {
 	struct uffdwp_ctx_opts opts = { .sz = sizeof(opts),
 					.backend = backend,
+					.handler_threads = test_handler_threads,
 					.flags = test_ctx_flags(backend) };
 	struct uffdwp_ctx *ctx = NULL;
 

@@ -51,6 +51,10 @@ bool test_self_service(void);
  * that fill their own options use them too. */
 unsigned int test_ctx_flags(int backend);
 
+/* uffdwp_ctx_opts::handler_threads of new_ctx()'s contexts (0: the
+ * default). */
+extern unsigned int test_handler_threads;
+
 /* A collect callback that adds the pages of each run to *(size_t *)@arg. */
 int count_run(void *arg, void *addr, size_t len);
 
