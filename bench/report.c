@@ -4,7 +4,7 @@
 
 /* ---- results -------------------------------------------------------- */
 
-struct ratio ratios[32];
+struct ratio ratios[64];
 size_t n_ratios;
 
 void print_ratio(const char *name, double v, double target, bool at_least)

@@ -16,7 +16,7 @@ struct ratio {
 	bool at_least; /* target is a lower bound */
 };
 
-extern struct ratio ratios[32];
+extern struct ratio ratios[64];
 extern size_t n_ratios;
 void print_ratio(const char *name, double v, double target, bool at_least);
 
