@@ -356,6 +356,19 @@ static uint64_t word_mask(const struct uffdwp_snapshot *snap, size_t w)
 static void copy_word(struct uffdwp_snapshot *snap, char *buf, size_t w,
 		      uint64_t mine);
 
+/*
+ * Page @i is claimed by someone else: 0 if it is done by now (or the
+ * snapshot failed), else 1, the fault waits and the holder kicks the
+ * handlers. The kick flag is set before looking, so a holder marking the
+ * page done after this look sees the flag.
+ */
+static int wait_for_holder(struct uffdwp_snapshot *snap, size_t i)
+{
+	cnt_add(&snap->faults_waited, 1);
+	__atomic_store_n(&snap->kick, 1, __ATOMIC_SEQ_CST);
+	return dirtymap_test(&snap->done, i) || failed(snap) ? 0 : 1;
+}
+
 static char *hbuf_get(struct uffdwp_snapshot *snap, unsigned int *k)
 {
 	unsigned int f = __atomic_load_n(&snap->hbuf_free, __ATOMIC_ACQUIRE);
@@ -407,10 +420,8 @@ static int fault_word(struct uffdwp_snapshot *snap, size_t i)
 	__atomic_fetch_or(&snap->hbuf_free, 1U << k, __ATOMIC_RELEASE);
 	if (dirtymap_test(&snap->done, i) || failed(snap))
 		return 0;
-	/* A copier (or another handler) holds the page: as obs_fault(). */
-	cnt_add(&snap->faults_waited, 1);
-	__atomic_store_n(&snap->kick, 1, __ATOMIC_SEQ_CST);
-	return dirtymap_test(&snap->done, i) || failed(snap) ? 0 : 1;
+	/* A copier (or another handler) holds the page. */
+	return wait_for_holder(snap, i);
 }
 
 /*
@@ -446,14 +457,8 @@ static int obs_fault(struct wp_observer *o, uintptr_t page, bool self)
 	}
 	bit = 1ULL << (i % 64);
 	old = __atomic_fetch_or(&snap->claim.w[i / 64], bit, __ATOMIC_SEQ_CST);
-	if (old & bit) {
-		/* A copier has it: wait for it, unless it is done already
-		 * (the kick flag is set before looking, so a copier marking
-		 * it done after this look sees the flag). */
-		cnt_add(&snap->faults_waited, 1);
-		__atomic_store_n(&snap->kick, 1, __ATOMIC_SEQ_CST);
-		return dirtymap_test(&snap->done, i) || failed(snap) ? 0 : 1;
-	}
+	if (old & bit)
+		return wait_for_holder(snap, i); /* a copier has it */
 	ret = copy_claimed(snap, page, i, !open, self);
 	if (ret <= 0)
 		return 0; /* copied, or failed: the writer may go on */
